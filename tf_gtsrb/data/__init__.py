@@ -1,0 +1,1 @@
+"""GTSRB data: archives and annotations -> TFDS records -> tf.data pipelines."""

@@ -1,0 +1,6 @@
+"""The one place that imports Keras: tf_keras (Keras 2), as tfmot requires."""
+
+import tf_gtsrb  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+import tf_keras as keras  # noqa: E402
+
+__all__ = ["keras"]

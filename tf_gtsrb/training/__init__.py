@@ -1,0 +1,1 @@
+"""Training: compiling, fitting, checkpointing, resuming and distribution."""

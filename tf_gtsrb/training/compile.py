@@ -1,0 +1,46 @@
+"""Loss, optimizer and metrics shared by training, fine-tuning and QAT."""
+
+import tensorflow as tf
+
+from tf_gtsrb.keras import keras
+
+
+class SparseSmoothedCrossentropy(keras.losses.Loss):
+  """Cross-entropy on integer labels and predicted probabilities, with label smoothing."""
+
+  def __init__(self, label_smoothing=0.0, name="sparse_smoothed_crossentropy", **kwargs):
+    super().__init__(name=name, **kwargs)
+    self.label_smoothing = float(label_smoothing)
+
+  def call(self, y_true, y_pred):
+    labels = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
+    one_hot = tf.one_hot(labels, tf.shape(y_pred)[-1], dtype=y_pred.dtype)
+    return keras.losses.categorical_crossentropy(
+        one_hot, y_pred, label_smoothing=self.label_smoothing)
+
+  def get_config(self):
+    return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+def compile_model(model, learning_rate=1e-3, label_smoothing=0.0):
+  """Compiles `model` with Adam, smoothed cross-entropy and an 'accuracy' metric.
+
+  `learning_rate` may be a float or a `keras.optimizers.schedules` schedule.
+  """
+  model.compile(
+      optimizer=keras.optimizers.Adam(learning_rate),
+      loss=SparseSmoothedCrossentropy(label_smoothing),
+      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+  return model
+
+
+def fine_tune(model, train_ds, val_ds, epochs, learning_rate=1e-4, label_smoothing=0.0,
+              callbacks=(), verbose=2):
+  """Compiles and fits `model` for `epochs`; returns the Keras History.
+
+  Used by pruning and QAT to recover accuracy; full training with checkpoints
+  and resume lives in `tf_gtsrb.training.trainer`.
+  """
+  compile_model(model, learning_rate, label_smoothing)
+  return model.fit(train_ds, validation_data=val_ds, epochs=epochs,
+                   callbacks=list(callbacks), verbose=verbose)
