@@ -1,0 +1,174 @@
+"""Tests of structured channel pruning (tf_gtsrb.compression.channel_pruning)."""
+
+import numpy as np
+import pytest
+
+from tf_gtsrb import errors
+from tf_gtsrb.compression import channel_pruning
+from tf_gtsrb.keras import keras
+from tf_gtsrb.models import traffic_sign_cnn
+
+CHANNELS = (4, 8, 8, 16)
+SIZE = 16
+
+
+def _random_model(channels=CHANNELS, seed=0):
+  """A tiny TrafficSignCNN with random weights and random BN statistics."""
+  keras.utils.set_random_seed(seed)
+  model = traffic_sign_cnn.build(channels=channels, input_size=SIZE, dropout=0.5)
+  rng = np.random.default_rng(seed)
+  for i, n in enumerate(channels, start=1):
+    model.get_layer(f"bn{i}").set_weights([
+        rng.uniform(0.5, 1.5, n).astype(np.float32),
+        rng.normal(0.0, 0.3, n).astype(np.float32),
+        rng.normal(0.0, 0.1, n).astype(np.float32),
+        rng.uniform(0.5, 2.0, n).astype(np.float32)])
+  kernel, _ = model.get_layer("logits").get_weights()
+  model.get_layer("logits").set_weights(
+      [kernel, rng.normal(0.0, 0.1, kernel.shape[1]).astype(np.float32)])
+  return model
+
+
+def _images(n=6, seed=1):
+  return np.random.default_rng(seed).uniform(0, 1, (n, SIZE, SIZE, 3)).astype(np.float32)
+
+
+def _logits_model(model):
+  return keras.Model(model.inputs, model.get_layer("logits").output)
+
+
+def test_pruned_model_matches_zeroed_original():
+  model = _random_model()
+  kept = channel_pruning.select_channels(
+      model, {"conv1": 25, "conv2": 50, "conv3": 25, "conv4": 50})
+  thin = channel_pruning.prune_kept(model, kept)
+  zeroed = channel_pruning.zero_pruned_channels(model, kept)
+
+  assert traffic_sign_cnn.channels_of(thin) == (3, 4, 6, 8)
+  assert thin.count_params() < model.count_params()
+  x = _images()
+  np.testing.assert_allclose(_logits_model(thin)(x, training=False).numpy(),
+                             _logits_model(zeroed)(x, training=False).numpy(), atol=1e-5)
+  assert np.allclose(thin(x, training=False).numpy(), zeroed(x, training=False).numpy(),
+                     atol=1e-5)
+  # Removing channels changes the function (the test would not notice a no-op).
+  assert not np.allclose(model(x, training=False).numpy(), thin(x, training=False).numpy(),
+                         atol=1e-5)
+
+
+def test_zeroed_channels_output_exactly_zero():
+  model = _random_model()
+  kept = channel_pruning.select_channels(model, 50)
+  zeroed = channel_pruning.zero_pruned_channels(model, kept)
+  probe = keras.Model(zeroed.inputs, [zeroed.get_layer(f"relu{i}").output for i in range(1, 5)])
+  for name, act in zip(channel_pruning.CONV_LAYERS, probe(_images(), training=False)):
+    removed = np.setdiff1d(np.arange(act.shape[-1]), kept[name])
+    assert np.all(act.numpy()[..., removed] == 0.0)
+  # The source model is left unchanged.
+  assert np.any(model.get_layer("conv1").get_weights()[0] != 0)
+  assert not np.allclose(model.get_layer("bn1").get_weights()[0], 0.0)
+
+
+def test_prune_channels_keeps_settings_and_copies_weights():
+  model = _random_model()
+  thin = channel_pruning.prune_channels(model, 50, criterion="bn_gamma")
+  assert traffic_sign_cnn.channels_of(thin) == (2, 4, 4, 8)
+  assert thin.input_shape == model.input_shape
+  assert thin.get_layer("dropout").rate == 0.5
+  assert thin.get_layer("logits").units == 43
+  kept = channel_pruning.select_channels(model, 50, criterion="bn_gamma")
+  np.testing.assert_array_equal(
+      thin.get_layer("bn2").get_weights()[3], model.get_layer("bn2").get_weights()[3][kept["conv2"]])
+  np.testing.assert_array_equal(
+      thin.get_layer("conv2").get_weights()[0],
+      model.get_layer("conv2").get_weights()[0][:, :, kept["conv1"], :][..., kept["conv2"]])
+  np.testing.assert_array_equal(
+      thin.get_layer("logits").get_weights()[0],
+      model.get_layer("logits").get_weights()[0][kept["conv4"], :])
+
+
+def test_zero_percent_is_identity():
+  model = _random_model()
+  thin = channel_pruning.prune_channels(model, 0)
+  x = _images()
+  np.testing.assert_allclose(thin(x, training=False).numpy(), model(x, training=False).numpy(),
+                             atol=1e-6)
+
+
+def test_select_by_l1_keeps_largest_norm_filters():
+  model = _random_model()
+  conv = model.get_layer("conv2")
+  (kernel,) = conv.get_weights()
+  base = np.sign(kernel) * 0.01 + 0.0  # equal L1 per filter before scaling
+  scales = np.array([5, 1, 7, 2, 9, 3, 8, 4], np.float32)
+  conv.set_weights([base * scales])
+  kept = channel_pruning.select_channels(model, 50, criterion="l1")
+  assert kept["conv2"] == [0, 2, 4, 6]  # scales 5, 7, 9, 8
+  assert all(kept[name] == sorted(kept[name]) for name in kept)
+
+
+def test_select_by_gamma_uses_absolute_gamma():
+  model = _random_model()
+  bn = model.get_layer("bn1")
+  _, beta, mean, var = bn.get_weights()
+  bn.set_weights([np.array([0.1, -2.0, 0.5, 1.0], np.float32), beta, mean, var])
+  kept = channel_pruning.select_channels(model, 50, criterion="bn_gamma")
+  assert kept["conv1"] == [1, 3]
+
+
+def test_per_layer_dict_prunes_only_named_layers():
+  model = _random_model()
+  kept = channel_pruning.select_channels(model, {"conv4": 25})
+  assert [len(kept[n]) for n in channel_pruning.CONV_LAYERS] == [4, 8, 8, 12]
+
+
+@pytest.mark.parametrize("percent", [100, 150, -1, float("nan"), "30", True, None])
+def test_bad_percentages_raise_config_error(percent):
+  with pytest.raises(errors.ConfigError):
+    channel_pruning.select_channels(_random_model(), percent)
+
+
+def test_unknown_layer_and_criterion_raise_config_error():
+  model = _random_model()
+  with pytest.raises(errors.ConfigError, match="conv5"):
+    channel_pruning.select_channels(model, {"conv5": 10})
+  with pytest.raises(errors.ConfigError, match="criterion"):
+    channel_pruning.prune_channels(model, 10, criterion="random")
+
+
+def test_percentage_leaving_no_channel_names_layer():
+  with pytest.raises(errors.ConfigError, match="conv1"):
+    channel_pruning.select_channels(_random_model(), 90)  # 4 channels -> 0 kept
+  with pytest.raises(errors.ConfigError, match="conv1"):
+    channel_pruning.select_channels(_random_model(), {"conv1": 90, "conv2": 10})
+
+
+def test_bad_kept_indices_raise_config_error():
+  model = _random_model()
+  kept = channel_pruning.select_channels(model, 25)
+  with pytest.raises(errors.ConfigError):
+    channel_pruning.prune_kept(model, {**kept, "conv1": []})
+  with pytest.raises(errors.ConfigError):
+    channel_pruning.prune_kept(model, {**kept, "conv2": [0, 8]})
+  with pytest.raises(errors.ConfigError):
+    channel_pruning.zero_pruned_channels(model, {"conv1": [0]})
+
+
+def test_other_architectures_raise_model_error():
+  inputs = keras.Input((16, 16, 3))
+  x = keras.layers.Conv2D(4, 3, name="conv1")(inputs)
+  x = keras.layers.GlobalAveragePooling2D()(x)
+  outputs = keras.layers.Dense(43, name="logits")(x)
+  other = keras.Model(inputs, outputs)
+  with pytest.raises(errors.ModelError, match="conv2"):
+    channel_pruning.prune_channels(other, 10)
+
+
+def test_prune_summary():
+  model = _random_model()
+  kept = channel_pruning.select_channels(model, 25)
+  summary = channel_pruning.prune_summary(model, kept)
+  assert summary["conv4"]["channels_before"] == 16
+  assert summary["conv4"]["channels_after"] == 12
+  assert summary["conv4"]["pruned_percent"] == 25.0
+  assert summary["conv4"]["kept_indices"] == kept["conv4"]

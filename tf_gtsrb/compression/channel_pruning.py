@@ -1,0 +1,219 @@
+"""Structured channel pruning of TrafficSignCNN: remove whole conv filters.
+
+A pruned model is a genuinely thinner TrafficSignCNN (fewer parameters, fewer
+MACs), built with `traffic_sign_cnn.build(channels=...)` and initialised from
+the kept slices of the source weights:
+
+  conv{i} kernel  [:, :, kept{i-1}, kept{i}]   (conv1 keeps all 3 RGB inputs)
+  bn{i}           gamma, beta, moving mean, moving variance [kept{i}]
+  logits kernel   [kept4, :]                   (bias unchanged)
+
+Which filters survive is decided per layer by `criterion`: 'l1' keeps the
+filters with the largest L1 norm, 'bn_gamma' those with the largest |gamma|.
+"""
+
+import math
+
+import numpy as np
+
+from tf_gtsrb import errors
+from tf_gtsrb.keras import keras
+from tf_gtsrb.models import traffic_sign_cnn
+
+CONV_LAYERS = tuple(f"conv{i}" for i in range(1, traffic_sign_cnn.NUM_BLOCKS + 1))
+BN_LAYERS = tuple(f"bn{i}" for i in range(1, traffic_sign_cnn.NUM_BLOCKS + 1))
+CRITERIA = ("l1", "bn_gamma")
+
+
+def check_traffic_sign_cnn(model):
+  """Raises ModelError unless `model` has the TrafficSignCNN layers this module edits."""
+  expected = ([(n, keras.layers.Conv2D) for n in CONV_LAYERS] +
+              [(n, keras.layers.BatchNormalization) for n in BN_LAYERS] +
+              [("logits", keras.layers.Dense)])
+  names = {layer.name: layer for layer in model.layers}
+  for name, layer_type in expected:
+    layer = names.get(name)
+    if layer is None:
+      raise errors.ModelError(
+          f"model {model.name!r}: not a TrafficSignCNN (no layer {name!r}); channel "
+          "pruning needs conv1..conv4, bn1..bn4 and logits (strip tfmot wrappers first)")
+    if not isinstance(layer, layer_type):
+      raise errors.ModelError(
+          f"model {model.name!r}: layer {name!r} is a {type(layer).__name__}, "
+          f"expected {layer_type.__name__}")
+  for name in BN_LAYERS:
+    if len(names[name].get_weights()) != 4:
+      raise errors.ModelError(
+          f"model {model.name!r}: layer {name!r} must have gamma, beta, moving mean and "
+          "moving variance")
+
+
+def parse_percentages(percentages):
+  """Returns {conv layer: percent} from a number (all layers) or a per-layer dict.
+
+  Layers missing from a dict are not pruned. Raises ConfigError for unknown
+  layer names, non-numbers and percentages outside [0, 100).
+  """
+  if isinstance(percentages, dict):
+    unknown = sorted(set(percentages) - set(CONV_LAYERS))
+    if unknown:
+      raise errors.ConfigError(
+          f"prune percentages: unknown layer(s) {unknown}; expected some of {list(CONV_LAYERS)}")
+    result = {name: percentages.get(name, 0.0) for name in CONV_LAYERS}
+  else:
+    result = {name: percentages for name in CONV_LAYERS}
+  for name, value in result.items():
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+      raise errors.ConfigError(f"prune percentage for {name}: not a number: {value!r}")
+    if not (math.isfinite(value) and 0.0 <= value < 100.0):
+      raise errors.ConfigError(
+          f"prune percentage for {name}: {value} is outside [0, 100)")
+    result[name] = float(value)
+  return result
+
+
+def num_kept(num_channels, percent):
+  """Channels left after pruning `percent` % of `num_channels` (round half up)."""
+  return num_channels - int(math.floor(num_channels * percent / 100.0 + 0.5))
+
+
+def channel_scores(model, criterion="l1"):
+  """Returns {conv layer: per-filter importance (numpy, larger = more important)}."""
+  if criterion not in CRITERIA:
+    raise errors.ConfigError(
+        f"unknown pruning criterion {criterion!r}; choose one of {', '.join(CRITERIA)}")
+  check_traffic_sign_cnn(model)
+  scores = {}
+  for conv, bn in zip(CONV_LAYERS, BN_LAYERS):
+    if criterion == "l1":
+      kernel = model.get_layer(conv).get_weights()[0]
+      scores[conv] = np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(axis=0)
+    else:
+      scores[conv] = np.abs(model.get_layer(bn).get_weights()[0])
+  return scores
+
+
+def select_channels(model, percentages, criterion="l1"):
+  """Returns {conv layer: sorted list of kept filter indices}.
+
+  `percentages` is one number for every conv layer or a dict {conv name: %}.
+  Within a layer the highest-scoring filters are kept (ties: lower index).
+  Raises ConfigError for bad percentages or one that would leave no channel.
+  """
+  if criterion not in CRITERIA:
+    raise errors.ConfigError(
+        f"unknown pruning criterion {criterion!r}; choose one of {', '.join(CRITERIA)}")
+  percents = parse_percentages(percentages)
+  check_traffic_sign_cnn(model)
+  for name in CONV_LAYERS:
+    n = model.get_layer(name).filters
+    if num_kept(n, percents[name]) < 1:
+      raise errors.ConfigError(
+          f"prune percentage for {name}: {percents[name]}% of {n} channels leaves none; "
+          "use a smaller percentage")
+  scores = channel_scores(model, criterion)
+  kept = {}
+  for name in CONV_LAYERS:
+    score = scores[name]
+    keep = num_kept(len(score), percents[name])
+    order = np.argsort(-score, kind="stable")
+    kept[name] = sorted(int(i) for i in order[:keep])
+  return kept
+
+
+def check_kept(model, kept):
+  """Validates a {conv layer: kept indices} mapping against `model`; returns it normalised."""
+  check_traffic_sign_cnn(model)
+  missing = [name for name in CONV_LAYERS if name not in kept]
+  if missing:
+    raise errors.ConfigError(f"kept channels: missing layer(s) {missing}")
+  result = {}
+  for name in CONV_LAYERS:
+    n = model.get_layer(name).filters
+    indices = sorted(int(i) for i in kept[name])
+    if not indices:
+      raise errors.ConfigError(f"kept channels for {name}: keeps no channel")
+    if len(set(indices)) != len(indices):
+      raise errors.ConfigError(f"kept channels for {name}: repeated indices")
+    if indices[0] < 0 or indices[-1] >= n:
+      raise errors.ConfigError(
+          f"kept channels for {name}: indices must lie in [0, {n}), got {indices}")
+    result[name] = indices
+  return result
+
+
+def _model_settings(model):
+  input_size = model.input_shape[1]
+  try:
+    dropout = float(model.get_layer("dropout").rate)
+  except ValueError:
+    dropout = 0.0
+  num_classes = model.get_layer("logits").units
+  return input_size, dropout, num_classes
+
+
+def prune_kept(model, kept):
+  """Returns a thinner TrafficSignCNN holding only the `kept` filters of `model`."""
+  kept = check_kept(model, kept)
+  input_size, dropout, num_classes = _model_settings(model)
+  pruned = traffic_sign_cnn.build(
+      channels=tuple(len(kept[name]) for name in CONV_LAYERS), input_size=input_size,
+      dropout=dropout, num_classes=num_classes)
+  previous = None
+  for conv, bn in zip(CONV_LAYERS, BN_LAYERS):
+    out_idx = kept[conv]
+    kernel = model.get_layer(conv).get_weights()[0]
+    if previous is not None:
+      kernel = kernel[:, :, previous, :]
+    pruned.get_layer(conv).set_weights([kernel[..., out_idx]])
+    pruned.get_layer(bn).set_weights([w[out_idx] for w in model.get_layer(bn).get_weights()])
+    previous = out_idx
+  kernel, bias = model.get_layer("logits").get_weights()
+  pruned.get_layer("logits").set_weights([kernel[previous, :], bias])
+  return pruned
+
+
+def prune_channels(model, percentages, criterion="l1"):
+  """Prunes `percentages` of each conv layer's filters; returns the thinner model.
+
+  The new model is uncompiled; fine-tune it to recover accuracy.
+  """
+  return prune_kept(model, select_channels(model, percentages, criterion))
+
+
+def zero_pruned_channels(model, kept):
+  """Returns a copy of `model` whose non-kept channels output exactly zero.
+
+  The removed filters are set to zero and their BN gamma and beta to zero, so
+  after ReLU those channels are 0 in both inference and training mode. The
+  copy has the original architecture and computes what `prune_kept` computes.
+  """
+  kept = check_kept(model, kept)
+  copy = keras.models.clone_model(model)
+  copy.set_weights(model.get_weights())
+  for conv, bn in zip(CONV_LAYERS, BN_LAYERS):
+    n = model.get_layer(conv).filters
+    removed = np.setdiff1d(np.arange(n), kept[conv])
+    (kernel,) = copy.get_layer(conv).get_weights()
+    kernel[..., removed] = 0.0
+    copy.get_layer(conv).set_weights([kernel])
+    gamma, beta, mean, variance = copy.get_layer(bn).get_weights()
+    gamma[removed] = 0.0
+    beta[removed] = 0.0
+    copy.get_layer(bn).set_weights([gamma, beta, mean, variance])
+  return copy
+
+
+def prune_summary(model, kept):
+  """Returns a JSON-ready description of a pruning: channels before/after and kept indices."""
+  kept = check_kept(model, kept)
+  layers = {}
+  for name in CONV_LAYERS:
+    n = model.get_layer(name).filters
+    layers[name] = {
+        "channels_before": n,
+        "channels_after": len(kept[name]),
+        "pruned_percent": round(100.0 * (n - len(kept[name])) / n, 2),
+        "kept_indices": kept[name],
+    }
+  return layers

@@ -1,0 +1,79 @@
+"""Online augmentation inside the tf.data graph, on batches of float images in [0, 1].
+
+Per image: a small rotation, shift and zoom (one projective transform), colour
+jitter (brightness, contrast, saturation, hue) and, sometimes, a 3x3 Gaussian
+blur. Randomness is stateless and derived from (seed, batch index), so a
+resumed run sees exactly the augmentations an uninterrupted run would have.
+"""
+
+import math
+
+import tensorflow as tf
+
+MAX_ROTATION_DEGREES = 10.0
+MAX_SHIFT = 0.1
+ZOOM_RANGE = (0.9, 1.1)
+BRIGHTNESS = 0.2
+CONTRAST = (0.8, 1.2)
+SATURATION = (0.8, 1.2)
+HUE = 0.03
+BLUR_PROBABILITY = 0.2
+
+
+def augment_batch(images, seed):
+  """Augments a (B, H, W, 3) float32 batch; `seed` is a shape-[2] int tensor."""
+  seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=8)
+  images = _geometric(images, seeds[0])
+  images = _colour(images, seeds[1:5])
+  images = _maybe_blur(images, seeds[5:7])
+  return tf.clip_by_value(images, 0.0, 1.0)
+
+
+def _uniform(seed, batch, low, high):
+  return tf.random.stateless_uniform([batch], seed=seed, minval=low, maxval=high)
+
+
+def _geometric(images, seed):
+  batch = tf.shape(images)[0]
+  height = tf.cast(tf.shape(images)[1], tf.float32)
+  width = tf.cast(tf.shape(images)[2], tf.float32)
+  s = tf.random.experimental.stateless_split(seed, num=4)
+  angle = _uniform(s[0], batch, -1.0, 1.0) * MAX_ROTATION_DEGREES * math.pi / 180
+  scale = 1.0 / _uniform(s[1], batch, *ZOOM_RANGE)
+  dx = _uniform(s[2], batch, -MAX_SHIFT, MAX_SHIFT) * width
+  dy = _uniform(s[3], batch, -MAX_SHIFT, MAX_SHIFT) * height
+  cos, sin = tf.cos(angle) * scale, tf.sin(angle) * scale
+  cx, cy = (width - 1) / 2, (height - 1) / 2
+  # Output pixel (x, y) samples input (a0 x + a1 y + a2, b0 x + b1 y + b2): rotate and
+  # zoom about the centre, then shift.
+  a2 = cx - cos * cx + sin * cy + dx
+  b2 = cy - sin * cx - cos * cy + dy
+  zeros = tf.zeros_like(cos)
+  transforms = tf.stack([cos, -sin, a2, sin, cos, b2, zeros, zeros], axis=1)
+  return tf.raw_ops.ImageProjectiveTransformV3(
+      images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
+      fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT")
+
+
+def _colour(images, seeds):
+  batch = tf.shape(images)[0]
+  per_image = lambda v: tf.reshape(v, [-1, 1, 1, 1])
+  images = images + per_image(_uniform(seeds[0], batch, -BRIGHTNESS, BRIGHTNESS))
+  mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
+  images = (images - mean) * per_image(_uniform(seeds[1], batch, *CONTRAST)) + mean
+  grey = tf.reduce_mean(images, axis=3, keepdims=True)
+  images = grey + (images - grey) * per_image(_uniform(seeds[2], batch, *SATURATION))
+  hsv = tf.image.rgb_to_hsv(tf.clip_by_value(images, 0.0, 1.0))
+  hue = tf.math.floormod(hsv[..., :1] + per_image(_uniform(seeds[3], batch, -HUE, HUE)), 1.0)
+  return tf.image.hsv_to_rgb(tf.concat([hue, hsv[..., 1:]], axis=3))
+
+
+def _maybe_blur(images, seeds):
+  batch = tf.shape(images)[0]
+  kernel_1d = tf.constant([0.25, 0.5, 0.25])
+  kernel = tf.tensordot(kernel_1d, kernel_1d, axes=0)[:, :, None, None]
+  kernel = tf.tile(kernel, [1, 1, 3, 1])
+  blurred = tf.nn.depthwise_conv2d(images, kernel, [1, 1, 1, 1], "SAME")
+  use = tf.cast(_uniform(seeds[0], batch, 0.0, 1.0) < BLUR_PROBABILITY, images.dtype)
+  use = tf.reshape(use, [-1, 1, 1, 1])
+  return use * blurred + (1 - use) * images

@@ -1,0 +1,133 @@
+"""tf.data pipelines over a prepared GTSRB dataset (the directory `gtsrb-prepare-data` wrote).
+
+Training batches are a pure function of (seed, global step): epoch `e` visits
+the training images in a stateless shuffle seeded by (seed, e), and batch `k`
+is augmented with randomness seeded by (seed, k). A run resumed at step k
+therefore sees exactly the batches an uninterrupted run would have.
+"""
+
+import glob
+import os
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from tf_gtsrb import errors
+from tf_gtsrb.data import augment as augment_lib
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def find_dataset_dir(data_dir):
+  """Returns the dataset version directory under `data_dir` (holding dataset_info.json)."""
+  if os.path.isfile(os.path.join(data_dir, "dataset_info.json")):
+    return data_dir
+  found = sorted(os.path.dirname(p) for p in
+                 glob.glob(os.path.join(data_dir, "**", "dataset_info.json"), recursive=True))
+  if not found:
+    raise errors.DataError(
+        f"{data_dir}: no prepared dataset here; build one with gtsrb-prepare-data "
+        f"--output_dir={data_dir}")
+  if len(found) > 1:
+    raise errors.DataError(
+        f"{data_dir}: holds several prepared datasets; pass one of: {', '.join(found)}")
+  return found[0]
+
+
+def _builder(data_dir):
+  return tfds.builder_from_directory(find_dataset_dir(data_dir))
+
+
+def load_split(data_dir, split):
+  """Returns the examples of `split` as a tf.data.Dataset of feature dicts, in file order."""
+  builder = _builder(data_dir)
+  if split not in builder.info.splits:
+    raise errors.DataError(
+        f"{data_dir}: dataset has no split {split!r}; it has {', '.join(builder.info.splits)}")
+  return builder.as_dataset(split=split, shuffle_files=False)
+
+
+def split_size(data_dir, split):
+  """Number of examples in `split`."""
+  return _builder(data_dir).info.splits[split].num_examples
+
+
+def image_size(data_dir):
+  """Side length in pixels of the dataset's square images."""
+  return int(_builder(data_dir).info.features["image"].shape[0])
+
+
+def to_float(images):
+  """uint8 pixels -> float32 pixel / 255, the models' input (tf tensors or numpy arrays)."""
+  if isinstance(images, np.ndarray):
+    return images.astype(np.float32) / 255.0
+  return tf.cast(images, tf.float32) / 255.0
+
+
+def load_arrays(data_dir, split, limit=None):
+  """Returns (images uint8 [N,S,S,3], labels int64 [N]) of `split`, the first `limit` if given."""
+  ds = load_split(data_dir, split).map(lambda ex: (ex["image"], ex["label"]),
+                                       num_parallel_calls=AUTOTUNE)
+  if limit is not None:
+    ds = ds.take(limit)
+  images, labels = [], []
+  for image_batch, label_batch in tfds.as_numpy(ds.batch(1024)):
+    images.append(image_batch)
+    labels.append(label_batch)
+  if not images:
+    raise errors.DataError(f"{data_dir}: split {split!r} is empty")
+  return np.concatenate(images), np.concatenate(labels).astype(np.int64)
+
+
+def eval_dataset(data_dir, split, batch_size):
+  """(float images, labels) batches of `split`, in order, for evaluation."""
+  return (load_split(data_dir, split)
+          .map(lambda ex: (to_float(ex["image"]), ex["label"]), num_parallel_calls=AUTOTUNE)
+          .batch(batch_size)
+          .prefetch(AUTOTUNE))
+
+
+def steps_per_epoch(num_examples, batch_size):
+  """Full batches per epoch (training drops the last partial batch)."""
+  if num_examples < batch_size:
+    raise errors.ConfigError(
+        f"batch_size {batch_size} is larger than the {num_examples} training examples")
+  return num_examples // batch_size
+
+
+def train_dataset(data_dir, batch_size, augment=True, seed=0, start_step=0, split="train"):
+  """Endless (float images, labels) training batches starting at global step `start_step`.
+
+  Use with `model.fit(..., steps_per_epoch=steps_per_epoch(split_size(...), batch_size))`.
+  """
+  images, labels = load_arrays(data_dir, split)
+  return batches_from_arrays(images, labels, batch_size, augment, seed, start_step)
+
+
+def batches_from_arrays(images, labels, batch_size, augment=True, seed=0, start_step=0):
+  """Like `train_dataset`, from in-memory uint8 images and integer labels."""
+  num = len(images)
+  steps = steps_per_epoch(num, batch_size)
+  images = tf.constant(images)
+  labels = tf.constant(labels, tf.int64)
+  first_epoch, skip = divmod(start_step, steps)
+
+  def epoch_batches(epoch):
+    order = tf.random.experimental.stateless_shuffle(
+        tf.range(num, dtype=tf.int64), seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
+    return tf.data.Dataset.from_tensor_slices(order[:steps * batch_size]).batch(
+        batch_size, drop_remainder=True)
+
+  def gather(step, index):
+    batch = to_float(tf.gather(images, index))
+    if augment:
+      batch = augment_lib.augment_batch(batch, tf.stack([tf.cast(seed, tf.int64) + 1, step]))
+    return batch, tf.gather(labels, index)
+
+  return (tf.data.Dataset.range(first_epoch, 2**62)
+          .flat_map(epoch_batches)
+          .skip(skip)
+          .enumerate(start=start_step)
+          .map(gather, num_parallel_calls=AUTOTUNE, deterministic=True)
+          .prefetch(AUTOTUNE))

@@ -1,0 +1,222 @@
+"""Training with best-validation checkpointing, early stopping, TensorBoard and exact resume.
+
+Every `checkpoint_every_steps` steps and at each epoch's end the model,
+optimizer and RNG state are checkpointed together with `state.json` (global
+step, best validation accuracy, early-stopping counter, history). Training
+batches are a pure function of (seed, global step) (see `input_pipeline`), so
+`train(config, resume=True)` after a kill continues mid-epoch and ends where an
+uninterrupted run would have.
+
+Files in `model_dir`: model.keras (best validation accuracy), final.keras,
+history.json, config.json, state.json, checkpoints/, logs/ (TensorBoard).
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+
+import tensorflow as tf
+
+from tf_gtsrb import errors
+from tf_gtsrb import io_utils
+from tf_gtsrb.data import input_pipeline
+from tf_gtsrb.keras import keras
+from tf_gtsrb.models import build_model
+from tf_gtsrb.models import io as model_io
+from tf_gtsrb.training import compile as compile_lib
+from tf_gtsrb.training import distribute
+
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+  """Everything that defines a training run; saved as config.json."""
+  data_dir: str
+  model_dir: str
+  model: str = "traffic_sign_cnn"
+  model_kwargs: dict = dataclasses.field(default_factory=dict)
+  epochs: int = 30
+  batch_size: int = 64
+  learning_rate: float = 1e-3
+  schedule: str = "cosine"
+  warmup_epochs: float = 1.0
+  label_smoothing: float = 0.1
+  augment: bool = True
+  seed: int = 0
+  early_stopping_patience: int = 0
+  checkpoint_every_steps: int = 200
+  strategy: str = "default"
+  steps_per_epoch: int = 0  # 0: one pass over the training split.
+
+  def validate(self):
+    if self.epochs < 1 or self.batch_size < 1:
+      raise errors.ConfigError(f"epochs and batch_size must be >= 1: {self.epochs}, {self.batch_size}")
+    if self.schedule not in SCHEDULES:
+      raise errors.ConfigError(f"unknown schedule {self.schedule!r}; choose one of {SCHEDULES}")
+    if not 0.0 <= self.label_smoothing < 1.0:
+      raise errors.ConfigError(f"label_smoothing must be in [0, 1): {self.label_smoothing}")
+    if self.learning_rate <= 0:
+      raise errors.ConfigError(f"learning_rate must be positive: {self.learning_rate}")
+    if self.strategy not in distribute.STRATEGIES:
+      raise errors.ConfigError(f"unknown strategy {self.strategy!r}")
+
+  def identity(self):
+    """The fields a resumed run must share with the run it continues."""
+    fields = dataclasses.asdict(self)
+    fields.pop("model_dir")
+    fields.pop("data_dir")
+    fields.pop("strategy")
+    return fields
+
+
+def _paths(model_dir):
+  return {name: os.path.join(model_dir, name) for name in (
+      "model.keras", "final.keras", "history.json", "config.json", "state.json",
+      "checkpoints", "logs")}
+
+
+def train(config, resume=False, overwrite=False, verbose=1):
+  """Trains per `config`; returns the history dict. See the module docstring."""
+  config.validate()
+  paths = _paths(config.model_dir)
+  state = _start_state(config, paths, resume, overwrite)
+  # Fail on a bad dataset before building anything.
+  num_train = input_pipeline.split_size(config.data_dir, "train")
+  steps = config.steps_per_epoch or input_pipeline.steps_per_epoch(num_train, config.batch_size)
+  size = input_pipeline.image_size(config.data_dir)
+
+  keras.utils.set_random_seed(config.seed)
+  keras.backend.experimental.enable_tf_random_generator()
+  strategy = distribute.get_strategy(config.strategy)
+  with strategy.scope():
+    model = build_model(config.model, input_size=size, **config.model_kwargs)
+    compile_lib.compile_model(model, _learning_rate(config, steps), config.label_smoothing)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    manager = tf.train.CheckpointManager(checkpoint, paths["checkpoints"], max_to_keep=2)
+    if resume and state["step"] > 0:
+      _restore(checkpoint, manager, state, paths)
+  if not resume or state["step"] == 0:
+    io_utils.write_json(paths["config.json"], dataclasses.asdict(config))
+
+  images, labels = input_pipeline.load_arrays(config.data_dir, "train")
+  val_ds = input_pipeline.eval_dataset(config.data_dir, "validation", config.batch_size)
+  _log_example_images(paths["logs"], images[:8], state["step"])
+  recorder = _StateRecorder(config, paths, manager, state, model)
+  callbacks = [recorder, keras.callbacks.TensorBoard(paths["logs"], update_freq="epoch")]
+
+  total = config.epochs * steps
+  while state["step"] < total and not state["stopped_early"]:
+    epoch, in_epoch = divmod(state["step"], steps)
+    train_ds = input_pipeline.batches_from_arrays(
+        images, labels, config.batch_size, config.augment, config.seed, state["step"])
+    model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1,
+              steps_per_epoch=steps - in_epoch, callbacks=callbacks, verbose=verbose)
+  model_io.save_model(model, paths["final.keras"])
+  return state["history"]
+
+
+def _learning_rate(config, steps):
+  if config.schedule == "constant":
+    return config.learning_rate
+  warmup = int(config.warmup_epochs * steps)
+  return keras.optimizers.schedules.CosineDecay(
+      config.learning_rate / 10 if warmup else config.learning_rate,
+      decay_steps=max(1, config.epochs * steps - warmup), alpha=0.01,
+      warmup_target=config.learning_rate if warmup else None, warmup_steps=warmup)
+
+
+def _start_state(config, paths, resume, overwrite):
+  """Checks the model directory before any work; returns the state to start from."""
+  fresh = {"step": 0, "best_val_accuracy": -1.0, "epochs_without_improvement": 0,
+           "stopped_early": False, "history": {}, "checkpoint": None}
+  has_run = os.path.exists(paths["state.json"]) or os.path.exists(paths["config.json"])
+  if resume:
+    if not os.path.exists(paths["state.json"]):
+      if os.path.exists(paths["config.json"]):  # Killed before the first checkpoint.
+        _check_same_run(config, paths)
+      return fresh
+    _check_same_run(config, paths)
+    state = io_utils.read_json(paths["state.json"])
+    if not isinstance(state, dict) or "step" not in state:
+      raise errors.ModelError(f"{paths['state.json']}: not a training state file")
+    return state
+  if has_run and not overwrite:
+    raise errors.ConfigError(
+        f"{config.model_dir}: holds a previous run; pass --resume to continue it or "
+        f"--overwrite to start again")
+  if has_run:
+    shutil.rmtree(paths["checkpoints"], ignore_errors=True)
+    for name in ("state.json",):
+      if os.path.exists(paths[name]):
+        os.remove(paths[name])
+  return fresh
+
+
+def _check_same_run(config, paths):
+  saved = io_utils.read_json(paths["config.json"])
+  mine = config.identity()
+  different = sorted(k for k in mine if saved.get(k) != json.loads(json.dumps(mine[k])))
+  if different:
+    raise errors.ConfigError(
+        f"{paths['config.json']}: --resume with settings that differ from the saved run: "
+        + ", ".join(f"{k} (saved {saved.get(k)!r}, now {mine[k]!r})" for k in different))
+
+
+def _restore(checkpoint, manager, state, paths):
+  path = os.path.join(paths["checkpoints"], os.path.basename(state["checkpoint"] or ""))
+  if not state["checkpoint"] or not tf.io.gfile.exists(path + ".index"):
+    raise errors.ModelError(f"{paths['checkpoints']}: checkpoint for step {state['step']} is missing")
+  try:
+    checkpoint.restore(path).assert_existing_objects_matched()
+  except (tf.errors.OpError, AssertionError, ValueError) as e:
+    raise errors.ModelError(f"{path}: checkpoint is corrupt or does not fit the model: {e}") from e
+  restored = int(checkpoint.optimizer.iterations.numpy())
+  if restored != state["step"]:
+    raise errors.ModelError(f"{path}: checkpoint holds step {restored}, state.json says {state['step']}")
+
+
+class _StateRecorder(keras.callbacks.Callback):
+  """Checkpoints every N steps and at epoch ends; keeps the best model; early-stops."""
+
+  def __init__(self, config, paths, manager, state, model):
+    super().__init__()
+    self._config, self._paths, self._manager, self.state = config, paths, manager, state
+    self._model = model
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.state["step"] += 1
+    every = self._config.checkpoint_every_steps
+    if every and self.state["step"] % every == 0:
+      self._save()
+
+  def on_epoch_end(self, epoch, logs=None):
+    logs = logs or {}
+    for key, value in logs.items():
+      self.state["history"].setdefault(key, []).append(float(value))
+    val_accuracy = float(logs.get("val_accuracy", -1.0))
+    if val_accuracy > self.state["best_val_accuracy"]:
+      self.state["best_val_accuracy"] = val_accuracy
+      self.state["epochs_without_improvement"] = 0
+      model_io.save_model(self._model, self._paths["model.keras"])
+    else:
+      self.state["epochs_without_improvement"] += 1
+    patience = self._config.early_stopping_patience
+    if patience and self.state["epochs_without_improvement"] >= patience:
+      self.state["stopped_early"] = True
+      self._model.stop_training = True
+    io_utils.write_json(self._paths["history.json"], self.state["history"])
+    self._save()
+
+  def _save(self):
+    self.state["checkpoint"] = os.path.basename(
+        self._manager.save(checkpoint_number=self.state["step"]))
+    io_utils.write_json(self._paths["state.json"], self.state)
+
+
+def _log_example_images(log_dir, images, step):
+  writer = tf.summary.create_file_writer(os.path.join(log_dir, "examples"))
+  with writer.as_default():
+    tf.summary.image("training_examples", images, step=step, max_outputs=len(images))
+  writer.close()

@@ -1,0 +1,1 @@
+"""Command-line tools (absl flags); installed as the `gtsrb-*` console scripts."""
