@@ -58,9 +58,17 @@ def atomic_directory(path):
     if os.path.exists(path):
       old = tmp + ".old"
       os.replace(path, old)
-    os.replace(tmp, path)
+    try:
+      os.replace(tmp, path)
+    except OSError:
+      if old:
+        os.replace(old, path)  # Put the previous directory back.
+      raise
     if old:
       shutil.rmtree(old, ignore_errors=True)
+  except OSError as e:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise errors.GtsrbError(f"{path}: cannot write output: {e.strerror or e}") from e
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise

@@ -108,10 +108,12 @@ def train(config, resume=False, overwrite=False, verbose=1):
 
   total = config.epochs * steps
   while state["step"] < total and not state["stopped_early"]:
+    # A resumed run first finishes its interrupted epoch, then runs the rest in one fit.
     epoch, in_epoch = divmod(state["step"], steps)
     train_ds = input_pipeline.batches_from_arrays(
         images, labels, config.batch_size, config.augment, config.seed, state["step"])
-    model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1,
+    model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch,
+              epochs=epoch + 1 if in_epoch else config.epochs,
               steps_per_epoch=steps - in_epoch, callbacks=callbacks, verbose=verbose)
   model_io.save_model(model, paths["final.keras"])
   return state["history"]
