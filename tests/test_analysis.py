@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,7 +12,10 @@ from tf_gtsrb import errors
 from tf_gtsrb.compression import analysis
 from tf_gtsrb.compression import channel_pruning
 from tf_gtsrb.keras import keras
+from tf_gtsrb.models import io as model_io
 from tf_gtsrb.models import traffic_sign_cnn
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CHANNELS = (8, 8, 16, 16)
 SIZE = 16
@@ -177,3 +182,28 @@ def test_load_recommendations_rejects_bad_files(tmp_path):
     analysis.load_recommendations(str(other))
   with pytest.raises(errors.GtsrbError, match="not found"):
     analysis.load_recommendations(str(tmp_path / "missing.json"))
+
+
+def test_analyze_tool_end_to_end(tmp_path, tiny_data_dir):
+  model_path = str(tmp_path / "model.keras")
+  keras.utils.set_random_seed(0)
+  model_io.save_model(traffic_sign_cnn.build(channels=(4, 8, 8, 16), input_size=32), model_path)
+  out = tmp_path / "analysis"
+  done = subprocess.run(
+      [sys.executable, os.path.join(REPO, "tools", "analyze.py"), f"--model={model_path}",
+       f"--data_dir={tiny_data_dir}", "--num_images=24", f"--output_dir={out}"],
+      capture_output=True, text=True, timeout=300, check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert "analysed on 24 training images" in done.stdout
+  assert "| conv4 | 16 |" in done.stdout
+  assert {"analysis.json", "analysis.md", "conv1_histograms.png"} <= set(os.listdir(out))
+  recommendations = analysis.load_recommendations(str(out / "analysis.json"))
+  assert sorted(recommendations) == list(channel_pruning.CONV_LAYERS)
+
+
+def test_analyze_tool_rejects_bad_flags(tmp_path):
+  done = subprocess.run(
+      [sys.executable, os.path.join(REPO, "tools", "analyze.py"),
+       f"--model={tmp_path}/missing.keras", f"--data_dir={tmp_path}"],
+      capture_output=True, text=True, timeout=120, check=False)
+  assert done.returncode == 1 and "model file not found" in done.stderr

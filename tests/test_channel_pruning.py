@@ -1,12 +1,20 @@
 """Tests of structured channel pruning (tf_gtsrb.compression.channel_pruning)."""
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from tf_gtsrb import errors
 from tf_gtsrb.compression import channel_pruning
 from tf_gtsrb.keras import keras
+from tf_gtsrb.models import io as model_io
 from tf_gtsrb.models import traffic_sign_cnn
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CHANNELS = (4, 8, 8, 16)
 SIZE = 16
@@ -78,7 +86,8 @@ def test_prune_channels_keeps_settings_and_copies_weights():
   assert thin.get_layer("logits").units == 43
   kept = channel_pruning.select_channels(model, 50, criterion="bn_gamma")
   np.testing.assert_array_equal(
-      thin.get_layer("bn2").get_weights()[3], model.get_layer("bn2").get_weights()[3][kept["conv2"]])
+      thin.get_layer("bn2").get_weights()[3],
+      model.get_layer("bn2").get_weights()[3][kept["conv2"]])
   np.testing.assert_array_equal(
       thin.get_layer("conv2").get_weights()[0],
       model.get_layer("conv2").get_weights()[0][:, :, kept["conv1"], :][..., kept["conv2"]])
@@ -172,3 +181,51 @@ def test_prune_summary():
   assert summary["conv4"]["channels_after"] == 12
   assert summary["conv4"]["pruned_percent"] == 25.0
   assert summary["conv4"]["kept_indices"] == kept["conv4"]
+
+
+def _tool(*args):
+  return subprocess.run(
+      [sys.executable, os.path.join(REPO, "tools", "prune_channels.py"), *args],
+      capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_prune_tool_end_to_end(tmp_path, tiny_data_dir):
+  model_path = str(tmp_path / "model.keras")
+  keras.utils.set_random_seed(0)
+  model_io.save_model(traffic_sign_cnn.build(channels=(4, 8, 8, 16), input_size=32), model_path)
+  analysis_path = tmp_path / "analysis.json"
+  analysis_path.write_text(json.dumps({"recommended_percentages": {
+      "conv1": 25.0, "conv2": 50.0, "conv3": 0.0, "conv4": 25.0}}))
+  out = tmp_path / "pruned"
+  done = _tool(f"--model={model_path}", f"--data_dir={tiny_data_dir}", f"--output_dir={out}",
+               f"--analysis={analysis_path}", "--criterion=bn_gamma", "--epochs=1",
+               "--steps_per_epoch=2", "--batch_size=16", "--verbose=0")
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert "| conv2 | 8 | 4 | 50.0 |" in done.stdout
+  assert {"pruned.keras", "prune_config.json", "evaluation.json", "evaluation.md"} <= set(
+      os.listdir(out))
+  pruned = model_io.load_model(str(out / "pruned.keras"))
+  assert traffic_sign_cnn.channels_of(pruned) == (3, 4, 8, 12)
+  with open(out / "prune_config.json") as f:
+    config = json.load(f)
+  assert config["channels_after"] == [3, 4, 8, 12]
+  assert [len(config["kept_channels"][n]) for n in channel_pruning.CONV_LAYERS] == [3, 4, 8, 12]
+  assert config["criterion"] == "bn_gamma"
+  assert config["params_after"] < config["params_before"]
+  with open(out / "evaluation.json") as f:
+    assert json.load(f)["split"] == "validation"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--percent=100"], "--percent must be in [0, 100)"),
+    (["--percent=10", "--analysis=a.json"], "exactly one of --percent and --analysis"),
+    ([], "exactly one of --percent and --analysis"),
+    (["--percent=10", "--epochs=-1"], "--epochs"),
+])
+def test_prune_tool_rejects_bad_flags(tmp_path, args, message):
+  out = tmp_path / "out"
+  done = _tool(f"--model={tmp_path}/missing.keras", f"--data_dir={tmp_path}",
+               f"--output_dir={out}", *args)
+  assert done.returncode == 1
+  assert message in done.stderr
+  assert not out.exists()

@@ -10,12 +10,12 @@ Example:
 """
 
 import os
-import platform
 import sys
 
 import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from absl import app
 from absl import flags
+from absl import logging
 
 from tf_gtsrb import errors
 
@@ -42,23 +42,13 @@ flags.DEFINE_string("output_dir", None, "Directory for benchmark.json/.md and PN
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # TensorFlow's converter logs a lot at INFO.
   try:
     return _benchmark()
   except errors.GtsrbError as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
-
-
-def cpu_name():
-  """The CPU model name from /proc/cpuinfo (or the platform's processor string)."""
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.lower().startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def _check_flags():
@@ -102,89 +92,18 @@ def _benchmark():
   # pylint: disable=g-import-not-at-top
   from tf_gtsrb.benchmark import runners
   runners.set_tf_threads(FLAGS.threads)  # Before TensorFlow runs anything.
-  from tf_gtsrb import io_utils
-  from tf_gtsrb.benchmark import compare
-  from tf_gtsrb.data import input_pipeline
-  from tf_gtsrb.data.class_names import CLASS_NAMES
-  from tf_gtsrb.evaluation import plots
+  from tf_gtsrb.benchmark import run as bench
   # pylint: enable=g-import-not-at-top
-
-  images, labels = input_pipeline.load_arrays(FLAGS.data_dir, FLAGS.split, limit=FLAGS.limit)
-  cpu = cpu_name()
-  machine = (f"CPU: {cpu}; threads: {FLAGS.threads}; {len(images)} {FLAGS.split} images; "
-             f"latency: batch 1, median of {FLAGS.latency_rounds} runs; throughput: batch "
-             f"{FLAGS.batch_size}")
-  print(machine)
-  result = compare.benchmark_models(
-      specs, images, labels, threads=FLAGS.threads, latency_rounds=FLAGS.latency_rounds,
-      warmup=FLAGS.warmup, batch_size=FLAGS.batch_size, reference=FLAGS.reference,
-      measure_memory=FLAGS.memory)
-  predictions = result.pop("predictions")
-  result["machine"] = {"cpu": cpu, "threads": FLAGS.threads, "platform": platform.platform()}
-  result["data"] = {"data_dir": os.path.abspath(FLAGS.data_dir), "split": FLAGS.split,
-                    "num_images": int(len(images))}
-  exit_code = 0
-  check_lines = []
-  if pair:
-    value = compare.agreement(predictions[pair[0]], predictions[pair[1]])
-    passed = value >= FLAGS.min_agreement
-    result["agreement"] = {"models": pair, "agreement": value,
-                           "min_agreement": FLAGS.min_agreement, "passed": passed}
-    check_lines.append(
-        f"agreement {pair[0]} vs {pair[1]}: {100 * value:.2f}% of images get the same class "
-        f"({'PASS' if passed else 'FAIL'}: required >= {100 * FLAGS.min_agreement:.2f}%)")
-    exit_code = 0 if passed else 1
-
-  os.makedirs(FLAGS.output_dir, exist_ok=True)
-  pngs = []
-  for name, entry in result["models"].items():
-    path = os.path.join(FLAGS.output_dir, f"confusion_matrix_{_safe(name)}.png")
-    plots.save_confusion_matrix_png(entry["metrics"]["confusion_matrix"], path,
-                                    class_names=CLASS_NAMES, title=f"{name} ({FLAGS.split})")
-    entry["confusion_matrix_png"] = path
-    pngs.append(path)
-  json_path = os.path.join(FLAGS.output_dir, "benchmark.json")
-  io_utils.write_json(json_path, result)
-  markdown = compare.markdown_report(result, title=f"GTSRB {FLAGS.split} benchmark",
-                                     header_lines=[machine] + check_lines)
-  md_path = os.path.join(FLAGS.output_dir, "benchmark.md")
-  io_utils.write_text(md_path, markdown)
-
-  print(markdown)
-  print(_details(result))
-  for line in check_lines:
-    print(line)
-  for path in [json_path, md_path] + pngs:
-    print(f"wrote {path}")
-  return exit_code
-
-
-def _details(result):
-  header = ("model", "input", "p50 ms", "p90 ms", "FPS", "img/s (batch)", "size KB", "gzip KB",
-            "peak RSS MB", "RSS +MB")
-  rows = []
-  for name, m in result["models"].items():
-    memory = m.get("memory") or {}
-    rows.append((name, m["input_type"], f"{m['latency']['median_ms']:.3f}",
-                 f"{m['latency']['p90_ms']:.3f}", f"{m['latency']['fps']:.1f}",
-                 f"{m['throughput_images_per_s']:.1f}",
-                 _kb(m["file_size_bytes"]), _kb(m["gzip_size_bytes"]),
-                 _mb(memory.get("peak_mb")), _mb(memory.get("increase_mb"))))
-  widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-  return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
-                   for row in [header] + rows)
-
-
-def _kb(value):
-  return "-" if value is None else f"{value / 1024:.1f}"
-
-
-def _mb(value):
-  return "-" if value is None else f"{value:.1f}"
-
-
-def _safe(name):
-  return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+  result = bench.run_benchmark(
+      specs, FLAGS.data_dir, FLAGS.output_dir, split=FLAGS.split, limit=FLAGS.limit,
+      threads=FLAGS.threads, latency_rounds=FLAGS.latency_rounds, warmup=FLAGS.warmup,
+      batch_size=FLAGS.batch_size, reference=FLAGS.reference, measure_memory=FLAGS.memory,
+      agreement_pair=pair or None, min_agreement=FLAGS.min_agreement)
+  print(result["markdown"])
+  print(bench.details_table(result))
+  print(f"wrote {FLAGS.output_dir}: benchmark.json, benchmark.md, confusion matrix PNGs")
+  agreement = result.get("agreement")
+  return 0 if agreement is None or agreement["passed"] else 1
 
 
 def run():

@@ -16,6 +16,7 @@ import sys
 import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from absl import app
 from absl import flags
+from absl import logging
 
 from tf_gtsrb import errors
 
@@ -42,6 +43,8 @@ flags.DEFINE_string("array_name", "g_model", "C identifier of the model array.")
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # TensorFlow's converter logs a lot at INFO.
   try:
     _convert()
   except errors.GtsrbError as e:
@@ -86,12 +89,8 @@ def _convert():
 
   # pylint: disable=g-import-not-at-top
   import numpy as np
-  from tf_gtsrb import io_utils
   from tf_gtsrb.data import input_pipeline
-  from tf_gtsrb.export import c_array
-  from tf_gtsrb.export import labels
-  from tf_gtsrb.export import micro
-  from tf_gtsrb.export import tflite
+  from tf_gtsrb.export import export
   from tf_gtsrb.models import io as model_io
   # pylint: enable=g-import-not-at-top
 
@@ -104,77 +103,11 @@ def _convert():
           f"{len(np.unique(calibration_labels))} classes, pixel range "
           f"[{calibration.min()}, {calibration.max()}]")
 
-  summary = {"model": os.path.abspath(FLAGS.model), "io_type": FLAGS.io_type,
-             "num_calibration_images": 0 if calibration is None else int(len(calibration)),
-             "models": {}}
-  os.makedirs(output_dir, exist_ok=True)
-  for mode in modes:
-    data = tflite.convert(model, mode, representative_images=calibration,
-                          io_type=FLAGS.io_type)
-    path = tflite.save_tflite(data, os.path.join(output_dir, f"model_{mode}.tflite"))
-    problems = tflite.integer_problems(data)
-    entry = {
-        "path": path,
-        "size_bytes": len(data),
-        "gzip_size_bytes": _gzip_size(data),
-        "ops": tflite.list_ops(data),
-        "io": tflite.io_details(data),
-        "macs": tflite.count_macs(data),
-        "params": tflite.count_params(data),
-        "fully_integer": not problems,
-        "integer_problems": problems,
-        "input_quantization_ok": tflite.input_quantization_ok(data),
-        "arena": micro.arena_plan(data),
-    }
-    if mode == "int8" and FLAGS.c_array:
-      header, source = c_array.write_c_files(data, output_dir, FLAGS.array_name,
-                                             file_stem="model_int8")
-      ops_path = os.path.join(output_dir, "micro_ops.txt")
-      io_utils.write_text(ops_path, micro.op_resolver_snippet(data))
-      entry.update(c_header=header, c_source=source, micro_ops=ops_path)
-    summary["models"][mode] = entry
-  summary["labels"] = labels.write_labels(os.path.join(output_dir, labels.LABELS_FILE))
-  json_path = os.path.join(output_dir, "conversion.json")
-  io_utils.write_json(json_path, summary)
-  _print_summary(summary, output_dir, json_path)
-  int8 = summary["models"].get("int8")
-  if int8 and not int8["fully_integer"]:
-    raise errors.ModelError(f"{int8['path']}: the int8 model is not fully integer:\n  "
-                            + "\n  ".join(int8["integer_problems"]))
-
-
-def _gzip_size(data):
-  import gzip  # pylint: disable=g-import-not-at-top
-  return len(gzip.compress(data, compresslevel=9, mtime=0))
-
-
-def _print_summary(summary, output_dir, json_path):
-  header = ("mode", "size (KB)", "gzip (KB)", "input", "in scale", "in zp", "output",
-            "arena est. (KB)", "integer only", "ops")
-  rows = []
-  for mode, m in summary["models"].items():
-    inp, out = m["io"]["inputs"][0], m["io"]["outputs"][0]
-    rows.append((mode, f"{m['size_bytes'] / 1024:.1f}", f"{m['gzip_size_bytes'] / 1024:.1f}",
-                 inp["dtype"], "-" if inp["scale"] is None else f"{inp['scale']:.8f}",
-                 "-" if inp["zero_point"] is None else str(inp["zero_point"]),
-                 out["dtype"], f"{m['arena']['estimate_bytes'] / 1024:.1f}",
-                 "yes" if m["fully_integer"] else "no", " ".join(m["ops"])))
-  widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-  for row in [header] + rows:
-    print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
-  int8 = summary["models"].get("int8")
-  if int8:
-    inp = int8["io"]["inputs"][0]
-    note = ("value = pixel - 128" if inp["dtype"] == "int8" else "value = pixel") \
-        if int8["input_quantization_ok"] else \
-        "NOT 1/255: runners quantize with the recorded scale/zero point"
-    print(f"int8 input quantization: scale {inp['scale']:.10f}, zero point "
-          f"{inp['zero_point']} ({note})")
-    print(f"TFLite Micro arena estimate: {int8['arena']['estimate_bytes']} bytes "
-          f"(activation peak {int8['arena']['activation_peak_bytes']} bytes; an estimate, "
-          "measure on the target)")
+  summary = export.export_model(model, output_dir, modes, calibration, io_type=FLAGS.io_type,
+                                write_c_array=FLAGS.c_array, array_name=FLAGS.array_name)
+  for line in export.summary_lines(summary):
+    print(line)
   print(f"wrote {output_dir}: {', '.join(sorted(os.listdir(output_dir)))}")
-  print(f"wrote {json_path}")
 
 
 def run():

@@ -5,9 +5,11 @@
 """
 
 import json
+import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 
 from tf_gtsrb import errors
 from tf_gtsrb.models import MODEL_NAMES
@@ -40,14 +42,36 @@ flags.DEFINE_integer("verbose", 2, "Keras progress output: 0 silent, 1 progress 
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # TensorFlow logs every checkpoint at INFO.
+  try:
+    history = trainer.train(_config(), resume=FLAGS.resume, overwrite=FLAGS.overwrite,
+                            verbose=FLAGS.verbose)
+  except errors.GtsrbError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  best = max(history.get("val_accuracy", [float("nan")]))
+  print(f"Best validation accuracy {best:.4f}; model: {FLAGS.model_dir}/model.keras")
+  return 0
+
+
+def _config():
+  """The TrainConfig the flags describe."""
   try:
     model_kwargs = json.loads(FLAGS.model_kwargs)
   except json.JSONDecodeError as e:
     raise errors.ConfigError(f"--model_kwargs is not valid JSON: {e}") from e
+  if not isinstance(model_kwargs, dict):
+    raise errors.ConfigError(f"--model_kwargs must be a JSON object, got {FLAGS.model_kwargs}")
   if FLAGS.channels:
-    model_kwargs["channels"] = [int(c) for c in FLAGS.channels]
-  config = trainer.TrainConfig(
+    try:
+      model_kwargs["channels"] = [int(c) for c in FLAGS.channels]
+    except ValueError:
+      raise errors.ConfigError(
+          f"--channels must be integers, got {','.join(FLAGS.channels)}") from None
+  return trainer.TrainConfig(
       data_dir=FLAGS.data_dir, model_dir=FLAGS.model_dir, model=FLAGS.model,
       model_kwargs=model_kwargs, epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
       learning_rate=FLAGS.learning_rate, schedule=FLAGS.schedule,
@@ -56,10 +80,6 @@ def main(argv):
       early_stopping_patience=FLAGS.early_stopping_patience,
       checkpoint_every_steps=FLAGS.checkpoint_every_steps, strategy=FLAGS.strategy,
       steps_per_epoch=FLAGS.steps_per_epoch)
-  history = trainer.train(config, resume=FLAGS.resume, overwrite=FLAGS.overwrite,
-                          verbose=FLAGS.verbose)
-  best = max(history.get("val_accuracy", [float("nan")]))
-  print(f"Best validation accuracy {best:.4f}; model: {FLAGS.model_dir}/model.keras")
 
 
 def run():

@@ -75,16 +75,21 @@ def _file_sizes(model):
 
 
 def _complexity(runner):
-  """(macs, params, params_source) from the Keras model or the TFLite flatbuffer."""
+  """(macs, params, params_source) from the Keras model or the TFLite flatbuffer.
+
+  Keras: trainable weights (`complexity.count_params`); TFLite: weights and
+  biases of conv/dense ops, with batch normalization folded in.
+  """
   if runner.kind == "keras":
     from tf_gtsrb.evaluation import complexity  # pylint: disable=g-import-not-at-top
     try:
       macs = complexity.count_macs(runner.model)
     except errors.ModelError:
       macs = None
-    return macs, complexity.count_params(runner.model), "keras"
+    return macs, complexity.count_params(runner.model)["trainable"], "keras_trainable"
   from tf_gtsrb.export import tflite  # pylint: disable=g-import-not-at-top
-  return tflite.count_macs(runner.content), tflite.count_params(runner.content), "tflite"
+  return (tflite.count_macs(runner.content), tflite.count_params(runner.content),
+          "tflite_weights")
 
 
 def _input_type(runner):

@@ -7,11 +7,13 @@ rotates), so background load and CPU frequency changes hit all of them alike.
 
 Peak memory: each model is loaded and run in a fresh Python subprocess that
 first imports only the runtime it needs (LiteRT for .tflite; TensorFlow and
-tf_keras for .keras). `resource.getrusage(RUSAGE_SELF).ru_maxrss` is read
-after the imports (baseline) and again after loading the model and running
-inference; the difference is the model's share of peak resident memory and
-the final value the whole process's peak. Python-level tracers such as
-tracemalloc would miss the interpreter's native allocations.
+tf_keras for .keras). The process's peak resident set size (VmHWM from
+/proc/self/status on Linux; `resource.getrusage(RUSAGE_SELF).ru_maxrss`
+elsewhere, which on Linux would carry the parent's peak across fork/exec) is
+read after the imports (baseline) and again after loading the model and
+running inference on a few images; the difference is the model's share of
+peak resident memory, the final value the whole process's peak. Python-level
+tracers such as tracemalloc would miss the interpreter's native allocations.
 """
 
 import json

@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from tf_gtsrb import errors
+from tf_gtsrb.evaluation import complexity
 from tf_gtsrb.keras import keras
 from tf_gtsrb.models import traffic_sign_cnn
 
@@ -217,3 +218,20 @@ def prune_summary(model, kept):
         "kept_indices": kept[name],
     }
   return layers
+
+
+def describe_pruning(model, pruned, kept, percentages, criterion):
+  """JSON-ready record of a pruning: settings, kept channels, params and MACs before/after."""
+  return {
+      "criterion": criterion,
+      "percentages": parse_percentages(percentages),
+      "channels_before": list(traffic_sign_cnn.channels_of(model)),
+      "channels_after": list(traffic_sign_cnn.channels_of(pruned)),
+      "kept_channels": check_kept(model, kept),
+      "layers": prune_summary(model, kept),
+      "params_before": complexity.count_params(model)["trainable"],
+      "params_after": complexity.count_params(pruned)["trainable"],
+      "macs_before": complexity.count_macs(model),
+      "macs_after": complexity.count_macs(pruned),
+  }
+

@@ -32,11 +32,14 @@ KERNEL_LAYERS = (keras.layers.Conv2D, keras.layers.Dense)
 PRUNING_FRACTION = 0.75
 # ...and updates the masks at least this many times on the way.
 MIN_MASK_UPDATES = 10
+# QAT and clustering preserve zeros by default in models at least this sparse.
+SPARSE_THRESHOLD = 0.3
 
 
 def check_target_sparsity(target_sparsity):
   """Raises ConfigError unless 0 <= target_sparsity < 1."""
-  if isinstance(target_sparsity, bool) or not isinstance(target_sparsity, (int, float)) \
+  if isinstance(target_sparsity, bool) \
+      or not isinstance(target_sparsity, (int, float, np.integer, np.floating)) \
       or not 0.0 <= target_sparsity < 1.0:
     raise errors.ConfigError(
         f"target_sparsity must be a fraction in [0, 1) (0.8 = 80% zeros), got "
@@ -44,7 +47,8 @@ def check_target_sparsity(target_sparsity):
   return float(target_sparsity)
 
 
-def _check_positive_int(value, name, minimum=1):
+def check_positive_int(value, name, minimum=1):
+  """Returns `value` as an int; ConfigError unless it is an integer >= `minimum`."""
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
     raise errors.ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
   return int(value)
@@ -121,9 +125,9 @@ def apply_magnitude_pruning(model, target_sparsity, end_step, begin_step=0, freq
   ConfigError, a model that is already wrapped ModelError.
   """
   target_sparsity = check_target_sparsity(target_sparsity)
-  begin_step = _check_positive_int(begin_step, "begin_step", minimum=0)
-  end_step = _check_positive_int(end_step, "end_step", minimum=1)
-  frequency = _check_positive_int(frequency, "frequency")
+  begin_step = check_positive_int(begin_step, "begin_step", minimum=0)
+  end_step = check_positive_int(end_step, "end_step", minimum=1)
+  frequency = check_positive_int(frequency, "frequency")
   if end_step <= begin_step:
     raise errors.ConfigError(
         f"end_step ({end_step}) must be larger than begin_step ({begin_step})")
@@ -173,6 +177,11 @@ def sparsity_report(model):
           "sparsity": zeros / total if total else 0.0}
 
 
+def is_sparse(model, threshold=SPARSE_THRESHOLD):
+  """True when at least `threshold` of `model`'s Conv2D/Dense kernel weights are zero."""
+  return sparsity_report(model)["sparsity"] >= threshold
+
+
 def steps_per_epoch_of(train_ds, steps_per_epoch=None):
   """Returns the optimizer steps of one epoch: `steps_per_epoch` or the dataset's cardinality.
 
@@ -180,7 +189,7 @@ def steps_per_epoch_of(train_ds, steps_per_epoch=None):
   (ConfigError otherwise).
   """
   if steps_per_epoch is not None:
-    return _check_positive_int(steps_per_epoch, "steps_per_epoch")
+    return check_positive_int(steps_per_epoch, "steps_per_epoch")
   cardinality = int(tf.data.experimental.cardinality(train_ds))
   if cardinality == 0:
     raise errors.ConfigError("the training dataset is empty")
@@ -191,14 +200,6 @@ def steps_per_epoch_of(train_ds, steps_per_epoch=None):
   return cardinality
 
 
-def fit(model, train_ds, val_ds, epochs, learning_rate, callbacks=(), steps_per_epoch=None,
-        verbose=2):
-  """Fine-tunes with `tf_gtsrb.training.compile.fine_tune`; returns the History."""
-  extra = {} if steps_per_epoch is None else {"steps_per_epoch": steps_per_epoch}
-  return compile_lib.fine_tune(model, train_ds, val_ds, epochs, learning_rate=learning_rate,
-                               callbacks=callbacks, verbose=verbose, **extra)
-
-
 def schedule_steps(total_steps, frequency=100):
   """Returns (end_step, frequency) that reach the target within `total_steps` optimizer steps.
 
@@ -206,8 +207,8 @@ def schedule_steps(total_steps, frequency=100):
   updates the masks at least MIN_MASK_UPDATES times when there are steps
   enough (`frequency` is lowered for short runs).
   """
-  total_steps = _check_positive_int(total_steps, "total_steps")
-  frequency = _check_positive_int(frequency, "frequency")
+  total_steps = check_positive_int(total_steps, "total_steps")
+  frequency = check_positive_int(frequency, "frequency")
   if total_steps < 2:
     raise errors.ConfigError(
         f"pruning needs at least 2 training steps, got {total_steps}; use more data or epochs")
@@ -226,12 +227,13 @@ def prune_and_fine_tune(model, train_ds, val_ds, target_sparsity, epochs, learni
   input model is not changed.
   """
   target_sparsity = check_target_sparsity(target_sparsity)
-  epochs = _check_positive_int(epochs, "epochs")
+  epochs = check_positive_int(epochs, "epochs")
   check_float_model(model, "prune")
   steps = steps_per_epoch_of(train_ds, steps_per_epoch)
   end_step, frequency = schedule_steps(steps * epochs, frequency)
   pruned = apply_magnitude_pruning(model, target_sparsity, end_step=end_step,
                                    frequency=frequency)
-  fit(pruned, train_ds, val_ds, epochs, learning_rate, callbacks=pruning_callbacks(log_dir),
-      steps_per_epoch=steps_per_epoch, verbose=verbose)
+  compile_lib.fine_tune(pruned, train_ds, val_ds, epochs, learning_rate,
+                        callbacks=pruning_callbacks(log_dir),
+                        steps_per_epoch=steps_per_epoch, verbose=verbose)
   return strip(pruned)

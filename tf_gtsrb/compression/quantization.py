@@ -43,12 +43,9 @@ from tensorflow_model_optimization.python.core.quantization.keras import quantiz
 from tf_gtsrb import errors
 from tf_gtsrb.compression import magnitude_pruning
 from tf_gtsrb.keras import keras
+from tf_gtsrb.training import compile as compile_lib
 
 quantization = tfmot.quantization.keras
-
-# qat_fine_tune preserves sparsity by default when at least this fraction of
-# the Conv2D/Dense kernel weights is zero.
-SPARSE_THRESHOLD = 0.3
 
 _QUANTIZE_CLASS_NAMES = ("QuantizeLayer", "QuantizeWrapper", "QuantizeWrapperV2")
 
@@ -72,26 +69,21 @@ def quantize_aware(model, preserve_sparsity=False, preserve_clusters=False):
   return quantization.quantize_apply(quantization.quantize_annotate_model(base), scheme)
 
 
-def should_preserve_sparsity(model, threshold=SPARSE_THRESHOLD):
-  """True when at least `threshold` of `model`'s Conv2D/Dense kernel weights are zero."""
-  return magnitude_pruning.sparsity_report(model)["sparsity"] >= threshold
-
-
 def qat_fine_tune(model, train_ds, val_ds, epochs, learning_rate=1e-5, preserve_sparsity=None,
                   preserve_clusters=False, steps_per_epoch=None, callbacks=(), verbose=2):
   """Makes float `model` quantization-aware and fine-tunes it; returns the QAT model.
 
   `preserve_sparsity=None` preserves sparsity when the model is at least
-  SPARSE_THRESHOLD sparse. `steps_per_epoch` is needed for endless datasets.
+  magnitude_pruning.SPARSE_THRESHOLD sparse. `steps_per_epoch` is needed for endless datasets.
   """
-  epochs = magnitude_pruning._check_positive_int(epochs, "epochs")  # pylint: disable=protected-access
+  epochs = magnitude_pruning.check_positive_int(epochs, "epochs")
   magnitude_pruning.check_float_model(model, "quantize")
   if steps_per_epoch is None:
     magnitude_pruning.steps_per_epoch_of(train_ds)
   if preserve_sparsity is None:
-    preserve_sparsity = should_preserve_sparsity(model)
+    preserve_sparsity = magnitude_pruning.is_sparse(model)
   qat_model = quantize_aware(model, preserve_sparsity, preserve_clusters)
-  magnitude_pruning.fit(qat_model, train_ds, val_ds, epochs, learning_rate, callbacks=callbacks,
+  compile_lib.fine_tune(qat_model, train_ds, val_ds, epochs, learning_rate, callbacks=callbacks,
                         steps_per_epoch=steps_per_epoch, verbose=verbose)
   return qat_model
 
@@ -149,14 +141,31 @@ def saveable_copy(model):
   return twin
 
 
-def is_quantize_aware_file(path):
-  """True when the .keras file at `path` holds a QAT model."""
+def _class_names(config):
+  """Yields every 'class_name' in a nested Keras config."""
+  if isinstance(config, dict):
+    if isinstance(config.get("class_name"), str):
+      yield config["class_name"]
+    for value in config.values():
+      yield from _class_names(value)
+  elif isinstance(config, list):
+    for value in config:
+      yield from _class_names(value)
+
+
+def _read_config(path):
   try:
     with zipfile.ZipFile(path) as archive:
-      config = archive.read("config.json").decode("utf-8")
-  except (OSError, KeyError, zipfile.BadZipFile):
-    return False
-  return any(f'"class_name": "{name}"' in config for name in _QUANTIZE_CLASS_NAMES)
+      return json.loads(archive.read("config.json"))
+  except (KeyError, ValueError, zipfile.BadZipFile) as e:
+    raise errors.ModelError(f"{path}: no readable model config in the .keras file: {e}") from e
+  except OSError as e:
+    raise errors.ModelError(f"{path}: cannot read model file: {e.strerror or e}") from e
+
+
+def is_quantize_aware_file(path):
+  """True when the .keras file at `path` holds a QAT model; unreadable files raise ModelError."""
+  return any(name in _QUANTIZE_CLASS_NAMES for name in _class_names(_read_config(path)))
 
 
 def load_quantize_aware(path):
@@ -165,11 +174,7 @@ def load_quantize_aware(path):
   tf_gtsrb.models.io.load_model loads QAT files through this; Keras errors
   propagate (io turns them into ModelError).
   """
-  try:
-    with zipfile.ZipFile(path) as archive:
-      config = json.loads(archive.read("config.json"))
-  except (KeyError, ValueError, zipfile.BadZipFile) as e:
-    raise errors.ModelError(f"{path}: no readable model config in the .keras file: {e}") from e
+  config = _read_config(path)
   with tfmot_scope():
     config["config"] = _without_build_configs(config["config"])
     model = keras.models.model_from_json(json.dumps(config))

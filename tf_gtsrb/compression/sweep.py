@@ -33,7 +33,8 @@ MODELS_DIR = "models"
 TABLE_HEADER = ("Prune %", "Channels", "Params", "Test accuracy (%)", "Size (KB)", "MACs (M)")
 
 
-def check_sweep_args(model, percentages, criterion="l1", epochs=1, learning_rate=1e-4):
+def check_sweep_args(model, percentages, criterion="l1", epochs=1, learning_rate=1e-4,
+                     steps_per_epoch=None):
   """Raises ConfigError/ModelError for arguments `run_sweep` cannot use."""
   channel_pruning.check_traffic_sign_cnn(model)
   percentages = list(percentages)
@@ -47,6 +48,11 @@ def check_sweep_args(model, percentages, criterion="l1", epochs=1, learning_rate
     raise errors.ConfigError(f"sweep: epochs must be an integer >= 0, got {epochs!r}")
   if not learning_rate > 0:
     raise errors.ConfigError(f"sweep: learning_rate must be > 0, got {learning_rate!r}")
+  if steps_per_epoch is not None and (
+      isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, (int, np.integer))
+      or steps_per_epoch < 1):
+    raise errors.ConfigError(
+        f"sweep: steps_per_epoch must be a positive integer or None, got {steps_per_epoch!r}")
 
 
 def score(model, dataset):
@@ -81,7 +87,8 @@ def _row(name, percent, model, scores, model_path, scores_before=None):
 
 
 def run_sweep(model, train_ds, val_ds, test_ds, output_dir, percentages=DEFAULT_PERCENTAGES,
-              criterion="l1", epochs=1, learning_rate=1e-4, verbose=0, log=print):
+              criterion="l1", epochs=1, learning_rate=1e-4, steps_per_epoch=None, verbose=0,
+              log=None):
   """Prunes `model` at each percentage, fine-tunes, scores; writes the sweep report.
 
   Args:
@@ -93,13 +100,15 @@ def run_sweep(model, train_ds, val_ds, test_ds, output_dir, percentages=DEFAULT_
     criterion: 'l1' or 'bn_gamma' (see `channel_pruning.select_channels`).
     epochs: fine-tuning epochs per pruned model (0 = no fine-tuning).
     learning_rate: fine-tuning learning rate.
+    steps_per_epoch: optimizer steps per fine-tuning epoch; needed when
+      `train_ds` is endless (None: one pass over a finite `train_ds`).
     verbose: Keras fit verbosity.
-    log: callable taking a progress line (None for silence).
+    log: callable taking a progress line, e.g. `print` (None: silent).
 
   Returns:
     {'rows': [baseline row, one row per percentage], 'paths': {...}}.
   """
-  check_sweep_args(model, percentages, criterion, epochs, learning_rate)
+  check_sweep_args(model, percentages, criterion, epochs, learning_rate, steps_per_epoch)
   log = log or (lambda _: None)
   models_dir = os.path.join(output_dir, MODELS_DIR)
   os.makedirs(models_dir, exist_ok=True)
@@ -114,14 +123,15 @@ def run_sweep(model, train_ds, val_ds, test_ds, output_dir, percentages=DEFAULT_
     before = score(pruned, test_ds)
     if epochs > 0:
       compile_lib.fine_tune(pruned, train_ds, val_ds, epochs, learning_rate=learning_rate,
-                            verbose=verbose)
+                            steps_per_epoch=steps_per_epoch, verbose=verbose)
     path = os.path.join(models_dir, f"{name}.keras")
     model_io.save_model(pruned, path)
     rows.append(_row(name, percent, pruned, score(pruned, test_ds), path, before))
     log(f"{name}: channels {_channels(rows[-1])}, test accuracy "
         f"{100 * before['accuracy']:.2f}% -> {100 * rows[-1]['test_accuracy']:.2f}%")
   paths = write_sweep_report(rows, output_dir, {
-      "criterion": criterion, "epochs": int(epochs), "learning_rate": float(learning_rate)})
+      "criterion": criterion, "epochs": int(epochs), "learning_rate": float(learning_rate),
+      "steps_per_epoch": steps_per_epoch})
   return {"rows": rows, "paths": paths}
 
 

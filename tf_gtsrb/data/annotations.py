@@ -77,6 +77,7 @@ def _read_rows(data, source, delimiter):
       data = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
       raise errors.DataError(f"{source}: not a UTF-8 text file ({e.reason} at byte {e.start})")
+  data = data.removeprefix("\ufeff")  # A byte-order mark read as text.
   if "\x00" in data:
     raise errors.DataError(f"{source}: contains NUL bytes; not a CSV file")
   try:
@@ -124,6 +125,8 @@ def _make_annotation(fields, filename, source, line, class_id=None):
   if width <= 0 or height <= 0:
     raise errors.DataError(f"{where}: image size {width}x{height} must be positive")
   roi = (ints["Roi.X1"], ints["Roi.Y1"], ints["Roi.X2"], ints["Roi.Y2"])
-  if not (0 <= roi[0] <= roi[2] <= width and 0 <= roi[1] <= roi[3] <= height):
+  # Inclusive corners: the top-left must be a pixel of the image; X2/Y2 may touch the edge.
+  if not (0 <= roi[0] <= roi[2] <= width and 0 <= roi[1] <= roi[3] <= height
+          and roi[0] < width and roi[1] < height):
     raise errors.DataError(f"{where}: ROI {roi} lies outside the {width}x{height} image")
   return Annotation(filename, width, height, roi, label, track_id_from_filename(filename))

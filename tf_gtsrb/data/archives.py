@@ -446,6 +446,8 @@ def validate_zip(path, max_total_bytes=DEFAULT_MAX_TOTAL_BYTES,
         f"{path}: an entry name is flagged UTF-8 but is not valid UTF-8") from e
   except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError) as e:
     raise errors.ArchiveError(f"{path}: not a zip archive or truncated: {e}") from e
+  except NotImplementedError as e:
+    raise errors.ArchiveError(f"{path}: unsupported zip feature: {e}") from e
   try:
     _check_entries(zf, path, max_total_bytes, max_ratio, ratio_min_bytes,
                    max_entries)

@@ -64,9 +64,10 @@ class GtsrbConfig(tfds.core.BuilderConfig):
     """Builds a config whose name encodes every setting that changes the records."""
     config = cls(name="x", **kwargs)
     config.validate()
+    seeded = config.balance_target and config.balance_seed
     name = (f"{config.source}-{config.image_size}px{'-roi' if config.roi_crop else ''}-"
             f"{config.split_mode}{config.split_seed}-val{int(round(config.val_fraction * 100))}-"
-            f"bal{config.balance_target}")
+            f"bal{config.balance_target}{f'-seed{config.balance_seed}' if seeded else ''}")
     return dataclasses.replace(config, name=name)
 
   def validate(self):
@@ -78,6 +79,10 @@ class GtsrbConfig(tfds.core.BuilderConfig):
       raise errors.ConfigError(f"split_mode must be one of {splits.SPLIT_MODES}")
     if not 0.0 < self.val_fraction < 1.0:
       raise errors.ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+    if self.split_mode == "frame" and not self.val_fraction < 0.5:
+      raise errors.ConfigError(
+          f"split_mode 'frame' holds out 2 x val_fraction; val_fraction must be < 0.5, "
+          f"got {self.val_fraction}")
     if self.balance_target < 0:
       raise errors.ConfigError(f"balance_target must be >= 0, got {self.balance_target}")
 

@@ -44,9 +44,9 @@ def _to_rgb(image):
     background = Image.new("RGB", image.size, (0, 0, 0))
     background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
     return background
-  if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+  if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit range -> 8 bits, same brightness.
     array = np.asarray(image, dtype=np.float64)
-    image = Image.fromarray((array / max(array.max(), 1) * 255).astype(np.uint8))
+    image = Image.fromarray(np.clip(np.round(array / 257.0), 0, 255).astype(np.uint8))
   return image.convert("RGB")
 
 

@@ -118,6 +118,10 @@ def kaggle_records(root, split):
   for row in rows:
     match = _KAGGLE_NAME.match(os.path.basename(row.filename))
     if match:  # Kaggle names are CCCCC_TTTTT_IIIII.png: class, track, frame.
+      if int(match.group(1)) != row.class_id:
+        raise errors.DataError(
+            f"{csv_path}: {row.filename} has ClassId {row.class_id} but its name says class "
+            f"{int(match.group(1))}")
       row = dataclasses.replace(row, track_id=int(match.group(2)))
     records.append(_file_record(root, row.filename, row))
   return records
@@ -135,7 +139,8 @@ def folder_records(root, split):
     full = os.path.join(split_dir, class_dir)
     if not os.path.isdir(full):
       continue
-    if not class_dir.isdigit() or not 0 <= int(class_dir) < NUM_CLASSES:
+    numeric = class_dir.isascii() and class_dir.isdigit()
+    if not numeric or not 0 <= int(class_dir) < NUM_CLASSES:
       raise errors.DataError(
           f"{full}: class folder names must be class ids 0..{NUM_CLASSES - 1}, got {class_dir!r}")
     for name in sorted(os.listdir(full)):

@@ -23,7 +23,6 @@ IO_TYPES = ("int8", "uint8")
 # Input quantization the INT8 model should get: value = pixel - 128 (int8 io).
 EXPECTED_INPUT_SCALE = 1.0 / 255.0
 EXPECTED_INPUT_ZERO_POINT = {"int8": -128, "uint8": 0}
-_INT_TYPES = frozenset({"int8", "uint8", "int16", "int32", "int64", "bool", "int4"})
 
 
 def convert(model, mode, representative_images=None, io_type="int8"):

@@ -35,12 +35,13 @@ def compile_model(model, learning_rate=1e-3, label_smoothing=0.0):
 
 
 def fine_tune(model, train_ds, val_ds, epochs, learning_rate=1e-4, label_smoothing=0.0,
-              callbacks=(), verbose=2):
+              callbacks=(), steps_per_epoch=None, verbose=2):
   """Compiles and fits `model` for `epochs`; returns the Keras History.
 
-  Used by pruning and QAT to recover accuracy; full training with checkpoints
-  and resume lives in `tf_gtsrb.training.trainer`.
+  Used by pruning, QAT and clustering to recover accuracy; full training with
+  checkpoints and resume lives in `tf_gtsrb.training.trainer`. Endless
+  datasets (`input_pipeline.train_dataset`) need `steps_per_epoch`.
   """
   compile_model(model, learning_rate, label_smoothing)
   return model.fit(train_ds, validation_data=val_ds, epochs=epochs,
-                   callbacks=list(callbacks), verbose=verbose)
+                   steps_per_epoch=steps_per_epoch, callbacks=list(callbacks), verbose=verbose)

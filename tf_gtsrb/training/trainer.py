@@ -1,21 +1,25 @@
 """Training with best-validation checkpointing, early stopping, TensorBoard and exact resume.
 
 Every `checkpoint_every_steps` steps and at each epoch's end the model,
-optimizer and RNG state are checkpointed together with `state.json` (global
-step, best validation accuracy, early-stopping counter, history). Training
-batches are a pure function of (seed, global step) (see `input_pipeline`), so
-`train(config, resume=True)` after a kill continues mid-epoch and ends where an
-uninterrupted run would have.
+optimizer and dropout RNG state are checkpointed together with `state.json`
+(global step, best validation accuracy, early-stopping counter, history).
+Training batches are a pure function of (seed, global step) (see
+`input_pipeline`), so `train(config, resume=True)` after a kill continues
+mid-epoch and ends with the weights and validation history an uninterrupted
+run would have (the training loss and accuracy logged for the epoch it resumed
+in average only the steps after the resume).
 
 Files in `model_dir`: model.keras (best validation accuracy), final.keras,
 history.json, config.json, state.json, checkpoints/, logs/ (TensorBoard).
 """
 
 import dataclasses
+import glob
 import json
 import os
 import shutil
 
+from absl import logging
 import tensorflow as tf
 
 from tf_gtsrb import errors
@@ -93,10 +97,16 @@ def train(config, resume=False, overwrite=False, verbose=1):
   with strategy.scope():
     model = build_model(config.model, input_size=size, **config.model_kwargs)
     compile_lib.compile_model(model, _learning_rate(config, steps), config.label_smoothing)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    # Keras keeps dropout's generator state out of checkpoints; without it a
+    # resumed run would draw different dropout masks than an uninterrupted one.
+    checkpoint = tf.train.Checkpoint(
+        model=model, optimizer=model.optimizer,
+        dropout_rng=tf.train.Checkpoint(**_random_generators(model)))
     manager = tf.train.CheckpointManager(checkpoint, paths["checkpoints"], max_to_keep=2)
     if resume and state["step"] > 0:
       _restore(checkpoint, manager, state, paths)
+  if resume:
+    _remove_stale_temporaries(config.model_dir)
   if not resume or state["step"] == 0:
     io_utils.write_json(paths["config.json"], dataclasses.asdict(config))
 
@@ -117,6 +127,27 @@ def train(config, resume=False, overwrite=False, verbose=1):
               steps_per_epoch=steps - in_epoch, callbacks=callbacks, verbose=verbose)
   model_io.save_model(model, paths["final.keras"])
   return state["history"]
+
+
+def _random_generators(model):
+  """The tf.random.Generator of each random layer (dropout), by layer name."""
+  generators = {}
+  for layer in model.submodules:
+    generator = getattr(getattr(layer, "_random_generator", None), "_generator", None)
+    if isinstance(generator, tf.random.Generator):
+      generators[layer.name] = generator
+  return generators
+
+
+def _remove_stale_temporaries(model_dir):
+  """Removes partial outputs a killed run left behind (atomic-write and checkpoint temporaries)."""
+  stale = (glob.glob(os.path.join(model_dir, ".*.tmp-*"))
+           + glob.glob(os.path.join(model_dir, "checkpoints", "*_temp*")))
+  for path in stale:
+    if os.path.isdir(path):
+      shutil.rmtree(path, ignore_errors=True)
+    else:
+      os.remove(path)
 
 
 def _learning_rate(config, steps):
@@ -171,8 +202,15 @@ def _restore(checkpoint, manager, state, paths):
   if not state["checkpoint"] or not tf.io.gfile.exists(path + ".index"):
     raise errors.ModelError(f"{paths['checkpoints']}: checkpoint for step {state['step']} is missing")
   try:
+    saved = [name for name, _ in tf.train.list_variables(path)]
+    if (_random_generators(checkpoint.model)
+        and not any(name.startswith("dropout_rng/") for name in saved)):
+      logging.warning("%s: checkpoint has no dropout RNG state; the resumed run will not "
+                      "match an uninterrupted one exactly", path)
+      checkpoint = tf.train.Checkpoint(model=checkpoint.model, optimizer=checkpoint.optimizer)
     checkpoint.restore(path).assert_existing_objects_matched()
-  except (tf.errors.OpError, AssertionError, ValueError) as e:
+  # A truncated data file surfaces as IndexError from the checkpoint reader.
+  except (tf.errors.OpError, AssertionError, ValueError, IndexError) as e:
     raise errors.ModelError(f"{path}: checkpoint is corrupt or does not fit the model: {e}") from e
   restored = int(checkpoint.optimizer.iterations.numpy())
   if restored != state["step"]:
@@ -212,8 +250,11 @@ class _StateRecorder(keras.callbacks.Callback):
     self._save()
 
   def _save(self):
-    self.state["checkpoint"] = os.path.basename(
-        self._manager.save(checkpoint_number=self.state["step"]))
+    # At an epoch end the step's checkpoint usually exists already; rewriting
+    # it would put the checkpoint state.json points at at risk.
+    if self.state["checkpoint"] != f"ckpt-{self.state['step']}":
+      self.state["checkpoint"] = os.path.basename(
+          self._manager.save(checkpoint_number=self.state["step"]))
     io_utils.write_json(self._paths["state.json"], self.state)
 
 

@@ -1,0 +1,182 @@
+"""Tests of tf_gtsrb.data.input_pipeline and augment on synthetic in-memory data."""
+
+import collections
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_gtsrb import errors
+from tf_gtsrb.data import augment
+from tf_gtsrb.data import input_pipeline
+
+NUM, SIZE, BATCH = 48, 16, 8  # 6 steps per epoch.
+
+
+def synthetic(num=NUM, size=SIZE, seed=0):
+  rng = np.random.default_rng(seed)
+  images = rng.integers(0, 256, (num, size, size, 3), dtype=np.uint8)
+  labels = np.arange(num, dtype=np.int64)  # Unique labels identify the images.
+  return images, labels
+
+
+def take(dataset, n):
+  return [(x.numpy(), y.numpy()) for x, y in dataset.take(n)]
+
+
+def test_batches_have_the_model_input_format():
+  images, labels = synthetic()
+  x, y = next(iter(input_pipeline.batches_from_arrays(images, labels, BATCH, augment=True)))
+  assert x.shape == (BATCH, SIZE, SIZE, 3) and x.dtype == tf.float32
+  assert y.shape == (BATCH,) and y.dtype == tf.int64
+  assert 0.0 <= float(tf.reduce_min(x)) and float(tf.reduce_max(x)) <= 1.0
+
+
+def test_without_augmentation_batches_are_the_images_over_255():
+  images, labels = synthetic()
+  for x, y in take(input_pipeline.batches_from_arrays(images, labels, BATCH, augment=False), 3):
+    np.testing.assert_array_equal(x, images[y].astype(np.float32) / 255.0)
+
+
+@pytest.mark.parametrize("start_step", [1, 5, 6, 7, 13])
+def test_batch_at_step_k_equals_first_batch_of_a_run_resumed_at_k(start_step):
+  images, labels = synthetic()
+  full = take(input_pipeline.batches_from_arrays(images, labels, BATCH, True, seed=3), 15)
+  resumed = take(input_pipeline.batches_from_arrays(images, labels, BATCH, True, seed=3,
+                                                    start_step=start_step), 2)
+  for offset in range(2):
+    np.testing.assert_array_equal(resumed[offset][0], full[start_step + offset][0])
+    np.testing.assert_array_equal(resumed[offset][1], full[start_step + offset][1])
+
+
+def test_same_seed_same_batches_other_seed_other_batches():
+  images, labels = synthetic()
+  one = take(input_pipeline.batches_from_arrays(images, labels, BATCH, True, seed=1), 2)
+  two = take(input_pipeline.batches_from_arrays(images, labels, BATCH, True, seed=1), 2)
+  other = take(input_pipeline.batches_from_arrays(images, labels, BATCH, True, seed=2), 2)
+  for a, b in zip(one, two):
+    np.testing.assert_array_equal(a[0], b[0])
+  assert not np.array_equal(one[0][1], other[0][1])
+
+
+def test_augmentation_depends_on_the_step_not_only_the_image():
+  images = np.repeat(synthetic(1)[0], NUM, axis=0)  # One image everywhere.
+  labels = np.zeros(NUM, np.int64)
+  batches = take(input_pipeline.batches_from_arrays(images, labels, BATCH, True), 2)
+  assert not np.allclose(batches[0][0], batches[1][0])
+  assert not np.allclose(batches[0][0][0], batches[0][0][1])  # Per-image randomness.
+
+
+def test_every_epoch_is_a_permutation():
+  images, labels = synthetic()
+  steps = NUM // BATCH
+  batches = take(input_pipeline.batches_from_arrays(images, labels, BATCH, augment=False),
+                 3 * steps)
+  epochs = [np.concatenate([y for _, y in batches[e * steps:(e + 1) * steps]]) for e in range(3)]
+  for epoch in epochs:
+    assert sorted(epoch) == list(range(NUM))
+  assert not np.array_equal(epochs[0], epochs[1])
+  assert not np.array_equal(epochs[0], np.arange(NUM))
+
+
+def test_partial_last_batch_is_dropped_and_never_repeated_within_an_epoch():
+  images, labels = synthetic(num=21)
+  batches = take(input_pipeline.batches_from_arrays(images, labels, 5, augment=False), 8)
+  for e in range(2):
+    epoch = np.concatenate([y for _, y in batches[4 * e:4 * (e + 1)]])
+    assert len(epoch) == 20 and len(set(epoch)) == 20
+
+
+def test_labels_follow_their_images():
+  images, labels = synthetic()
+  labels = labels % 5
+  for x, y in take(input_pipeline.batches_from_arrays(images, labels, BATCH, augment=False), 6):
+    ids = [np.flatnonzero((images.astype(np.float32) / 255 == xi).all(axis=(1, 2, 3)))[0]
+           for xi in x]
+    np.testing.assert_array_equal(labels[ids], y)
+
+
+def test_batch_larger_than_the_data():
+  images, labels = synthetic(num=4)
+  with pytest.raises(errors.ConfigError, match="batch_size 8 is larger than the 4"):
+    input_pipeline.batches_from_arrays(images, labels, 8)
+  assert input_pipeline.steps_per_epoch(17, 4) == 4
+
+
+def test_to_float():
+  images = np.array([[0, 51, 255]], np.uint8)
+  np.testing.assert_allclose(input_pipeline.to_float(images), [[0.0, 0.2, 1.0]])
+  assert input_pipeline.to_float(images).dtype == np.float32
+  tensor = input_pipeline.to_float(tf.constant(images))
+  assert tensor.dtype == tf.float32
+  np.testing.assert_allclose(tensor.numpy(), [[0.0, 0.2, 1.0]])
+
+
+# --------------------------------------------------------------------------
+# augment_batch.
+
+
+def test_augment_batch_keeps_shape_and_range_and_changes_images():
+  images = tf.constant(synthetic(num=6, size=24)[0], tf.float32) / 255.0
+  out = augment.augment_batch(images, tf.constant([1, 2], tf.int64))
+  assert out.shape == images.shape and out.dtype == tf.float32
+  assert float(tf.reduce_min(out)) >= 0.0 and float(tf.reduce_max(out)) <= 1.0
+  for i in range(6):
+    assert not np.allclose(out[i].numpy(), images[i].numpy(), atol=0.01)
+
+
+def test_augment_batch_is_a_function_of_the_seed():
+  images = tf.constant(synthetic(num=4)[0], tf.float32) / 255.0
+  a = augment.augment_batch(images, tf.constant([3, 4], tf.int64)).numpy()
+  b = augment.augment_batch(images, tf.constant([3, 4], tf.int64)).numpy()
+  c = augment.augment_batch(images, tf.constant([3, 5], tf.int64)).numpy()
+  np.testing.assert_array_equal(a, b)
+  assert not np.allclose(a, c)
+
+
+def test_augment_batch_keeps_a_plain_image_recognisable():
+  image = np.zeros((1, 32, 32, 3), np.float32)
+  image[:, 8:24, 8:24] = [1.0, 0.0, 0.0]  # A red square on black.
+  outs = augment.augment_batch(tf.constant(np.repeat(image, 8, axis=0)), tf.constant([0, 0]))
+  centre = outs.numpy()[:, 14:18, 14:18]
+  assert (centre[..., 0] > 0.5).all() and (centre[..., 1:] < 0.5).all()
+
+
+# --------------------------------------------------------------------------
+# find_dataset_dir and the prepared-dataset readers.
+
+
+def test_find_dataset_dir_on_an_empty_directory(tmp_path):
+  with pytest.raises(errors.DataError) as raised:
+    input_pipeline.find_dataset_dir(str(tmp_path))
+  assert str(raised.value).startswith(f"{tmp_path}: no prepared dataset here")
+  assert "gtsrb-prepare-data" in str(raised.value)
+  with pytest.raises(errors.DataError, match="no prepared dataset"):
+    input_pipeline.find_dataset_dir(str(tmp_path / "absent"))
+
+
+def test_find_dataset_dir_with_two_datasets(tmp_path):
+  for name in ("a/1.0.0", "b/1.0.0"):
+    os.makedirs(tmp_path / name)
+    (tmp_path / name / "dataset_info.json").write_text("{}")
+  with pytest.raises(errors.DataError, match="several prepared datasets"):
+    input_pipeline.find_dataset_dir(str(tmp_path))
+  assert input_pipeline.find_dataset_dir(str(tmp_path / "a")) == str(tmp_path / "a" / "1.0.0")
+
+
+def test_prepared_dataset_readers(tiny_data_dir):
+  root = tiny_data_dir.split(os.sep + "gtsrb" + os.sep)[0]
+  assert input_pipeline.find_dataset_dir(root) == tiny_data_dir
+  assert input_pipeline.find_dataset_dir(tiny_data_dir) == tiny_data_dir
+  images, labels = input_pipeline.load_arrays(tiny_data_dir, "validation", limit=10)
+  assert images.shape == (10, 32, 32, 3) and labels.shape == (10,)
+  x, y = next(iter(input_pipeline.eval_dataset(tiny_data_dir, "validation", 10)))
+  np.testing.assert_allclose(x.numpy(), images / 255.0, atol=1e-7)
+  np.testing.assert_array_equal(y.numpy(), labels)
+  x, y = next(iter(input_pipeline.train_dataset(tiny_data_dir, 16, seed=0)))
+  assert x.shape == (16, 32, 32, 3) and y.dtype == tf.int64
+  with pytest.raises(errors.DataError, match="no split 'frame_test'"):
+    input_pipeline.load_split(tiny_data_dir, "frame_test")
+  counts = collections.Counter(labels.tolist())
+  assert sum(counts.values()) == 10

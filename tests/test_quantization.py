@@ -1,0 +1,158 @@
+"""Quantization-aware training: layer coverage, training, PQAT zeros, save/load round trips."""
+
+import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_model_optimization as tfmot
+
+from tf_gtsrb import errors
+from tf_gtsrb.compression import clustering
+from tf_gtsrb.compression import magnitude_pruning as mp
+from tf_gtsrb.compression import quantization
+from tf_gtsrb.keras import keras
+from tf_gtsrb.models import io as model_io
+from tf_gtsrb.models import traffic_sign_cnn
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIZE = 16
+KERNEL_LAYERS = ("conv1", "conv2", "conv3", "conv4", "logits")
+
+
+@pytest.fixture(scope="module")
+def model():
+  tf.keras.utils.set_random_seed(0)
+  return traffic_sign_cnn.build(channels=(4, 8, 8, 16), input_size=SIZE)
+
+
+@pytest.fixture(scope="module")
+def data():
+  rng = np.random.default_rng(0)
+  images = rng.random((64, SIZE, SIZE, 3), dtype=np.float32)
+  labels = rng.integers(0, 43, 64)
+  return images, labels, tf.data.Dataset.from_tensor_slices((images, labels)).batch(16)
+
+
+@pytest.fixture(scope="module")
+def sparse_model(model):
+  """`model` with half of every Conv2D/Dense kernel set to zero at random."""
+  rng = np.random.default_rng(1)
+  sparse = mp.copy_model(model)
+  for name in KERNEL_LAYERS:
+    layer = sparse.get_layer(name)
+    weights = layer.get_weights()
+    weights[0][rng.random(weights[0].shape) < 0.5] = 0.0
+    layer.set_weights(weights)
+  return sparse
+
+
+def _wrapped_kernels(qat_model):
+  """{layer: kernel variable value} of the quantize-wrapped Conv2D/Dense layers."""
+  return {mp.unwrap(layer).name: mp.kernel_variable(layer).numpy()
+          for layer in mp.kernel_layers(qat_model)}
+
+
+def _round_trip(qat_model, images, tmp_path):
+  path = str(tmp_path / "qat.keras")
+  model_io.save_model(qat_model, path)
+  assert quantization.is_quantize_aware_file(path)
+  loaded = model_io.load_model(path)
+  assert quantization.is_quantize_aware(loaded)
+  np.testing.assert_allclose(loaded.predict(images, verbose=0),
+                             qat_model.predict(images, verbose=0), atol=1e-6)
+  return loaded
+
+
+def test_every_layer_is_quantize_wrapped(model):
+  qat_model = quantization.quantize_aware(model)
+  assert quantization.is_quantize_aware(qat_model)
+  assert not quantization.is_quantize_aware(model)
+  inner = [layer for layer in qat_model.layers if not isinstance(layer, keras.layers.InputLayer)]
+  assert type(inner[0]).__name__ == "QuantizeLayer"
+  assert all(isinstance(layer, tfmot.quantization.keras.QuantizeWrapperV2)
+             for layer in inner[1:])
+  assert [layer.layer.name for layer in inner[1:]] == [
+      layer.name for layer in model.layers[1:]]
+
+
+def test_qat_trains_predicts_and_round_trips(model, data, tmp_path):
+  images, _, dataset = data
+  before = _wrapped_kernels(quantization.quantize_aware(model))
+  qat_model = quantization.qat_fine_tune(model, dataset.take(1), dataset.take(1), epochs=1,
+                                         learning_rate=1e-2, verbose=0)
+  after = _wrapped_kernels(qat_model)
+  assert any(not np.array_equal(before[name], after[name]) for name in KERNEL_LAYERS)
+  predictions = qat_model.predict(images, verbose=0)
+  assert predictions.shape == (64, 43)
+  np.testing.assert_allclose(predictions.sum(axis=1), 1.0, atol=1e-3)
+  _round_trip(qat_model, images, tmp_path)
+
+
+def test_pqat_keeps_zeros_of_a_sparse_model(model, sparse_model, data, tmp_path):
+  images, _, dataset = data
+  zeros = {name: sparse_model.get_layer(name).get_weights()[0] == 0 for name in KERNEL_LAYERS}
+  assert mp.is_sparse(sparse_model) and not mp.is_sparse(model)
+  # preserve_sparsity=None: automatic, on because the model is 50% sparse.
+  qat_model = quantization.qat_fine_tune(sparse_model, dataset, dataset, epochs=1,
+                                         learning_rate=1e-2, verbose=0)
+  kernels = _wrapped_kernels(qat_model)
+  for name in KERNEL_LAYERS:
+    assert np.all(kernels[name][zeros[name]] == 0), name
+    assert np.any(kernels[name][~zeros[name]] != sparse_model.get_layer(name).get_weights()[0][
+        ~zeros[name]]), f"{name} did not train"
+  loaded = _round_trip(qat_model, images, tmp_path)
+  for name, kernel in _wrapped_kernels(loaded).items():
+    assert np.all(kernel[zeros[name]] == 0), name
+
+
+def test_cluster_preserving_qat_round_trips(model, data, tmp_path):
+  images, _, dataset = data
+  clustered = clustering.cluster_and_fine_tune(model, dataset.take(1), dataset.take(1),
+                                               number_of_clusters=4, epochs=1, verbose=0)
+  qat_model = quantization.qat_fine_tune(clustered, dataset.take(1), dataset.take(1), epochs=1,
+                                         preserve_clusters=True, verbose=0)
+  _round_trip(qat_model, images, tmp_path)
+
+
+def test_quantize_aware_needs_a_float_model(model):
+  with pytest.raises(errors.ModelError, match="wrapped"):
+    quantization.quantize_aware(mp.apply_magnitude_pruning(model, 0.5, end_step=10))
+  with pytest.raises(errors.ConfigError, match="epochs"):
+    quantization.qat_fine_tune(model, None, None, epochs=0)
+
+
+def _run_tool(name, *args):
+  done = subprocess.run([sys.executable, os.path.join(REPO, "tools", f"{name}.py"), *args],
+                        capture_output=True, text=True, timeout=600, check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  return done.stdout
+
+
+def test_prune_and_qat_tools_end_to_end(tiny_data_dir, tmp_path):
+  dense_path = str(tmp_path / "dense.keras")
+  model_io.save_model(traffic_sign_cnn.build(channels=(4, 8, 8, 16), input_size=32), dense_path)
+  common = [f"--data_dir={tiny_data_dir}", "--epochs=1", "--batch_size=16",
+            "--steps_per_epoch=4", "--verbose=0"]
+  sparse_dir = tmp_path / "sparse"
+  out = _run_tool("prune_magnitude", f"--model={dense_path}", f"--output_dir={sparse_dir}",
+                  "--target_sparsity=0.5", *common)
+  assert "all kernels" in out
+  report = json.loads((sparse_dir / "sparsity.json").read_text())
+  assert report["sparsity"]["sparsity"] == pytest.approx(0.5, abs=0.01)
+  assert report["file_size"]["sparse_gzip_bytes"] < report["file_size"]["dense_gzip_bytes"]
+  assert 0.0 <= report["validation_accuracy"]["sparse"] <= 1.0
+
+  qat_dir = tmp_path / "qat"
+  _run_tool("qat", f"--model={sparse_dir / 'pruned_sparse.keras'}", f"--output_dir={qat_dir}",
+            *common)
+  report = json.loads((qat_dir / "qat.json").read_text())
+  assert report["preserve_sparsity"] is True  # automatic: the input is 50% sparse
+  assert report["sparsity"]["sparsity"] == pytest.approx(report["input_sparsity"])
+  assert 0.0 <= report["validation_accuracy"] <= 1.0 and 0.0 <= report["test_accuracy"] <= 1.0
+  assert quantization.is_quantize_aware(model_io.load_model(str(qat_dir / "qat.keras")))

@@ -1,0 +1,102 @@
+"""One benchmark run on a prepared split: score, time and compare models, write the report.
+
+Writes benchmark.json, benchmark.md (the metrics and performance tables plus
+ratios against the reference model and the agreement check) and a confusion
+matrix PNG per model.
+"""
+
+import os
+import platform
+
+from tf_gtsrb import errors
+from tf_gtsrb import io_utils
+from tf_gtsrb.benchmark import compare
+from tf_gtsrb.data import input_pipeline
+from tf_gtsrb.data.class_names import CLASS_NAMES
+from tf_gtsrb.evaluation import plots
+
+
+def cpu_name():
+  """The CPU model name from /proc/cpuinfo (or the platform's processor string)."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.lower().startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def run_benchmark(specs, data_dir, output_dir, split="test", limit=None, threads=1,
+                  latency_rounds=200, warmup=20, batch_size=32, reference=None,
+                  measure_memory=True, agreement_pair=None, min_agreement=0.99, log=print):
+  """Benchmarks `specs` (name -> model path) on `split`; returns the result dict.
+
+  `result['agreement']['passed']` tells whether the `agreement_pair` (A, B)
+  predicts the same class on at least `min_agreement` of the images.
+  """
+  for name in agreement_pair or ():
+    if name not in specs:
+      raise errors.ConfigError(f"agreement: {name!r} is not among the models: {', '.join(specs)}")
+  images, labels = input_pipeline.load_arrays(data_dir, split, limit=limit)
+  machine = (f"CPU: {cpu_name()}; threads: {threads}; {len(images)} {split} images; "
+             f"latency: batch 1, median of {latency_rounds} runs; throughput: batch {batch_size}")
+  log(machine)
+  result = compare.benchmark_models(
+      specs, images, labels, threads=threads, latency_rounds=latency_rounds, warmup=warmup,
+      batch_size=batch_size, reference=reference, measure_memory=measure_memory)
+  predictions = result.pop("predictions")
+  result["machine"] = {"cpu": cpu_name(), "threads": threads, "platform": platform.platform()}
+  result["data"] = {"data_dir": os.path.abspath(data_dir), "split": split,
+                    "num_images": int(len(images))}
+  check_lines = []
+  if agreement_pair:
+    a, b = agreement_pair
+    value = compare.agreement(predictions[a], predictions[b])
+    passed = value >= min_agreement
+    result["agreement"] = {"models": [a, b], "agreement": value,
+                           "min_agreement": min_agreement, "passed": passed}
+    check_lines.append(
+        f"agreement {a} vs {b}: {100 * value:.2f}% of images get the same class "
+        f"({'PASS' if passed else 'FAIL'}: required >= {100 * min_agreement:.2f}%)")
+  for name, entry in result["models"].items():
+    path = os.path.join(output_dir, f"confusion_matrix_{_safe(name)}.png")
+    plots.save_confusion_matrix_png(entry["metrics"]["confusion_matrix"], path,
+                                    class_names=CLASS_NAMES, title=f"{name} ({split})")
+    entry["confusion_matrix_png"] = path
+  markdown = compare.markdown_report(result, title=f"GTSRB {split} benchmark",
+                                     header_lines=[machine] + check_lines)
+  io_utils.write_json(os.path.join(output_dir, "benchmark.json"), result)
+  io_utils.write_text(os.path.join(output_dir, "benchmark.md"), markdown)
+  result["markdown"] = markdown
+  return result
+
+
+def details_table(result):
+  """Plain-text table of latency, throughput, sizes and memory per model."""
+  header = ("model", "input", "p50 ms", "p90 ms", "FPS", "img/s (batch)", "size KB", "gzip KB",
+            "peak RSS MB", "RSS +MB")
+  rows = []
+  for name, m in result["models"].items():
+    memory = m.get("memory") or {}
+    rows.append((name, m["input_type"], f"{m['latency']['median_ms']:.3f}",
+                 f"{m['latency']['p90_ms']:.3f}", f"{m['latency']['fps']:.1f}",
+                 f"{m['throughput_images_per_s']:.1f}",
+                 _kb(m["file_size_bytes"]), _kb(m["gzip_size_bytes"]),
+                 _mb(memory.get("peak_mb")), _mb(memory.get("increase_mb"))))
+  widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+  return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
+                   for row in [header] + rows)
+
+
+def _kb(value):
+  return "-" if value is None else f"{value / 1024:.1f}"
+
+
+def _mb(value):
+  return "-" if value is None else f"{value:.1f}"
+
+
+def _safe(name):
+  return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

@@ -1,0 +1,88 @@
+"""The end-to-end job's report: benchmark tables, compression summary and target checks."""
+
+import dataclasses
+import os
+
+from tf_gtsrb import io_utils
+
+INT8_NAME = "pruned+QAT (TFLite INT8)"
+QAT_NAME = "pruned+QAT (Keras)"
+PRUNED_NAME = "pruned (Keras float)"
+FLOAT_TFLITE_NAME = "baseline (TFLite float32)"
+KERAS_NAME = "baseline (Keras float)"
+
+# The project's targets for the released INT8 model.
+TARGETS = {
+    "int8_test_accuracy_min": 0.988,
+    "int8_file_kb_max": 100,
+    "macs_share_of_baseline_max": 0.40,
+    "speedup_vs_keras_min": 5.0,
+}
+
+
+def target_checks(benchmark):
+  """[(description, measured text, passed)] for the released INT8 model."""
+  models = benchmark["models"]
+  int8, keras_float = models[INT8_NAME], models[KERAS_NAME]
+  tflite_float = models[FLOAT_TFLITE_NAME]
+  macs_share = int8["macs"] / keras_float["macs"]
+  speedup = keras_float["latency"]["median_ms"] / int8["latency"]["median_ms"]
+  accuracy = int8["metrics"]["accuracy"]
+  size_kb = int8["file_size_bytes"] / 1024
+  checks = [
+      ("INT8 test accuracy >= 98.8%", f"{100 * accuracy:.2f}%",
+       accuracy >= TARGETS["int8_test_accuracy_min"]),
+      ("INT8 flatbuffer <= 100 KB", f"{size_kb:.1f} KB", size_kb <= TARGETS["int8_file_kb_max"]),
+      ("MACs <= 40% of the baseline", f"{100 * macs_share:.1f}%",
+       macs_share <= TARGETS["macs_share_of_baseline_max"]),
+      ("batch-1 latency >= 5x lower than Keras float", f"{speedup:.1f}x",
+       speedup >= TARGETS["speedup_vs_keras_min"]),
+      ("INT8 latency lower than TFLite float32",
+       f"{int8['latency']['median_ms']:.3f} ms vs {tflite_float['latency']['median_ms']:.3f} ms",
+       int8["latency"]["median_ms"] < tflite_float["latency"]["median_ms"]),
+  ]
+  agreement = benchmark.get("agreement")
+  if agreement:
+    checks.append(("INT8 agrees with its QAT Keras model on >= 99% of test images",
+                   f"{100 * agreement['agreement']:.2f}%", agreement["passed"]))
+  return checks
+
+
+def write_pipeline_report(results, config, output_dir):
+  """Writes report.md and report.json from the pipeline steps' results; returns their paths."""
+  benchmark = io_utils.read_json(results["benchmark"]["benchmark"])
+  bench_md = _read_text(os.path.join(os.path.dirname(results["benchmark"]["benchmark"]),
+                                     "benchmark.md"))
+  prune = io_utils.read_json(os.path.join(os.path.dirname(results["prune"]["model"]),
+                                          "prune.json"))
+  checks = target_checks(benchmark)
+  splits = results["prepare"]["splits"]
+  lines = [
+      "# tf_gtsrb pipeline report", "",
+      f"Data: {results['prepare']['source_dir']} ({results['prepare']['config']}); "
+      + ", ".join(f"{k} {v:,}" for k, v in sorted(splits.items())) + ".  ",
+      f"Baseline best validation accuracy: {100 * results['train']['best_val_accuracy']:.2f}% "
+      f"(track split). Pruned channels {prune['channels_before']} -> "
+      f"{prune['channels_after']} ({prune['criterion']}), params {prune['params_before']:,} -> "
+      f"{prune['params_after']:,}, MACs {prune['macs_before']:,} -> {prune['macs_after']:,}.  ",
+      f"QAT validation accuracy (float simulation): {100 * results['qat']['val_accuracy']:.2f}%.",
+      "",
+      bench_md.replace("# GTSRB test benchmark", "## Official test set").strip(), "",
+      "## Targets", "", "| Target | Measured | Met |", "|---|---:|:---:|",
+  ] + [f"| {name} | {value} | {'yes' if ok else 'NO'} |" for name, value, ok in checks] + [
+      "", "## Settings", "", "```",
+      *[f"{k} = {v}" for k, v in dataclasses.asdict(config).items()], "```", ""]
+  report = {"settings": dataclasses.asdict(config), "steps": results,
+            "targets": [{"target": n, "measured": v, "met": ok} for n, v, ok in checks],
+            "benchmark": benchmark, "pruning": prune}
+  md_path = os.path.join(output_dir, "report.md")
+  json_path = os.path.join(output_dir, "report.json")
+  io_utils.write_json(json_path, report)
+  io_utils.write_text(md_path, "\n".join(lines))
+  return {"report_md": md_path, "report_json": json_path,
+          "targets_met": all(ok for _, _, ok in checks)}
+
+
+def _read_text(path):
+  with open(path) as f:
+    return f.read()

@@ -1,0 +1,273 @@
+"""The end-to-end job: prepare -> train -> analyse -> prune -> QAT -> convert -> benchmark -> report.
+
+Each step writes into its own directory under `work_dir` and, last of all, a
+`.done.json` marker holding a fingerprint of its settings and of the markers of
+the steps it reads. A step whose marker matches is skipped; a step killed
+midway has no marker and runs again (training resumes from its checkpoint).
+Changing a setting re-runs that step and every step after it.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from tf_gtsrb import errors
+from tf_gtsrb import io_utils
+
+STEPS = ("prepare", "train", "analyze", "prune", "qat", "convert", "benchmark", "report")
+
+
+@dataclasses.dataclass
+class PipelineConfig:
+  """Settings of the whole job; defaults suit the bundled sample."""
+  work_dir: str = "work"
+  source: str = "official"
+  archive_dir: str = None  # None: the bundled sample.
+  image_size: int = 32
+  balance_target: int = 0
+  epochs: int = 3
+  batch_size: int = 64
+  learning_rate: float = 2e-3
+  label_smoothing: float = 0.1
+  steps_per_epoch: int = 0  # 0: one pass over the training split.
+  prune_percent: float = -1.0  # < 0: the analysis-recommended per-layer percentages.
+  prune_criterion: str = "l1"
+  prune_epochs: int = 2
+  prune_learning_rate: float = 5e-4
+  qat_epochs: int = 1
+  qat_learning_rate: float = 1e-4
+  num_calibration_images: int = 500
+  threads: int = 1
+  latency_rounds: int = 100
+  seed: int = 0
+
+  def dirs(self):
+    return {step: os.path.join(self.work_dir, step) for step in STEPS}
+
+
+def _fingerprint(settings, upstream):
+  blob = json.dumps({"settings": settings, "upstream": upstream}, sort_keys=True, default=str)
+  return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class Pipeline:
+  """Runs the steps in order, skipping those whose outputs are up to date."""
+
+  def __init__(self, config, log=print):
+    self.config = config
+    self.dirs = config.dirs()
+    self.log = log
+    self.fingerprints = {}
+
+  def _marker(self, step):
+    return os.path.join(self.dirs[step], ".done.json")
+
+  def run(self, only=None, force=()):
+    """Runs every step (or up to `only`); `force` names steps to run even if up to date."""
+    unknown = [s for s in list(force) + ([only] if only else []) if s not in STEPS]
+    if unknown:
+      raise errors.ConfigError(f"unknown step(s) {unknown}; steps are {', '.join(STEPS)}")
+    results = {}
+    for step in STEPS:
+      settings, upstream = self._inputs(step)
+      fingerprint = _fingerprint(settings, [self.fingerprints[u] for u in upstream])
+      marker = self._marker(step)
+      done = os.path.exists(marker) and _read_marker(marker).get("fingerprint") == fingerprint
+      if done and step not in force:
+        self.log(f"[{step}] up to date, skipped")
+        results[step] = _read_marker(marker)["outputs"]
+      else:
+        if os.path.exists(marker):
+          os.remove(marker)  # Outputs about to change: no stale "complete" claim.
+        self.log(f"[{step}] running")
+        start = time.time()
+        outputs = getattr(self, f"_{step}")(results)
+        io_utils.write_json(marker, {"fingerprint": fingerprint, "outputs": outputs,
+                                     "seconds": round(time.time() - start, 1)})
+        results[step] = outputs
+        self.log(f"[{step}] done in {time.time() - start:.0f} s")
+      self.fingerprints[step] = fingerprint
+      if step == only:
+        break
+    return results
+
+  def _inputs(self, step):
+    """(settings that change the step's outputs, steps it reads)."""
+    c = self.config
+    table = {
+        "prepare": ({"source": c.source, "archive_dir": c.archive_dir, "size": c.image_size,
+                     "balance": c.balance_target, "seed": c.seed}, []),
+        "train": ({"epochs": c.epochs, "batch": c.batch_size, "lr": c.learning_rate,
+                   "ls": c.label_smoothing, "steps": c.steps_per_epoch, "seed": c.seed},
+                  ["prepare"]),
+        "analyze": ({}, ["prepare", "train"]),
+        "prune": ({"percent": c.prune_percent, "criterion": c.prune_criterion,
+                   "epochs": c.prune_epochs, "lr": c.prune_learning_rate}, ["analyze"]),
+        "qat": ({"epochs": c.qat_epochs, "lr": c.qat_learning_rate}, ["prune"]),
+        "convert": ({"calibration": c.num_calibration_images}, ["train", "qat"]),
+        "benchmark": ({"threads": c.threads, "rounds": c.latency_rounds}, ["convert"]),
+        "report": ({}, ["benchmark"]),
+    }
+    return table[step]
+
+  # Steps. Each returns a JSON-ready dict of what it produced.
+
+  def _prepare(self, results):
+    from tf_gtsrb.data import prepare  # pylint: disable=g-import-not-at-top
+    c = self.config
+    summary = prepare.prepare_dataset(
+        self.dirs["prepare"], source=c.source, source_dir=c.archive_dir,
+        image_size=c.image_size, balance_target=c.balance_target, split_seed=c.seed)
+    self.log(prepare.summary_table(summary))
+    return summary
+
+  def _train(self, results):
+    from tf_gtsrb.training import trainer  # pylint: disable=g-import-not-at-top
+    c = self.config
+    config = trainer.TrainConfig(
+        data_dir=results["prepare"]["dataset_dir"], model_dir=self.dirs["train"],
+        epochs=c.epochs, batch_size=c.batch_size, learning_rate=c.learning_rate,
+        label_smoothing=c.label_smoothing, seed=c.seed, steps_per_epoch=c.steps_per_epoch)
+    resume = os.path.exists(os.path.join(self.dirs["train"], "config.json"))
+    try:
+      history = trainer.train(config, resume=resume, verbose=2)
+    except errors.ConfigError:
+      if not resume:
+        raise
+      self.log("[train] settings changed since the last run: training again from scratch")
+      history = trainer.train(config, overwrite=True, verbose=2)
+    return {"model": os.path.join(self.dirs["train"], "model.keras"),
+            "best_val_accuracy": max(history.get("val_accuracy", [0.0]))}
+
+  def _analyze(self, results):
+    # pylint: disable=g-import-not-at-top
+    from tf_gtsrb.compression import analysis
+    from tf_gtsrb.data import input_pipeline
+    from tf_gtsrb.models import io as model_io
+    model = model_io.load_model(results["train"]["model"])
+    images, _ = input_pipeline.load_arrays(results["prepare"]["dataset_dir"], "train",
+                                           limit=1000)
+    report = analysis.analyze_model(model, input_pipeline.to_float(images), seed=self.config.seed)
+    recommended = analysis.recommend_prune_percentages(report)
+    analysis.write_analysis_report(report, recommended, self.dirs["analyze"])
+    self.log(analysis.markdown_table(report, recommended))
+    return {"recommended_percentages": recommended,
+            "analysis": os.path.join(self.dirs["analyze"], "analysis.json")}
+
+  def _datasets(self, results):
+    from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
+    c = self.config
+    data_dir = results["prepare"]["dataset_dir"]
+    steps = c.steps_per_epoch or input_pipeline.steps_per_epoch(
+        input_pipeline.split_size(data_dir, "train"), c.batch_size)
+    train_ds = input_pipeline.train_dataset(data_dir, c.batch_size, seed=c.seed)
+    val_ds = input_pipeline.eval_dataset(data_dir, "validation", c.batch_size)
+    return train_ds, val_ds, steps
+
+  def _prune(self, results):
+    # pylint: disable=g-import-not-at-top
+    from tf_gtsrb.compression import channel_pruning
+    from tf_gtsrb.models import io as model_io
+    from tf_gtsrb.training import compile as compile_lib
+    c = self.config
+    model = model_io.load_model(results["train"]["model"])
+    percentages = (results["analyze"]["recommended_percentages"] if c.prune_percent < 0
+                   else c.prune_percent)
+    kept = channel_pruning.select_channels(model, percentages, c.prune_criterion)
+    pruned = channel_pruning.prune_kept(model, kept)
+    train_ds, val_ds, steps = self._datasets(results)
+    history = compile_lib.fine_tune(pruned, train_ds, val_ds, c.prune_epochs,
+                                    learning_rate=c.prune_learning_rate,
+                                    label_smoothing=c.label_smoothing, steps_per_epoch=steps)
+    path = os.path.join(self.dirs["prune"], "pruned.keras")
+    model_io.save_model(pruned, path)
+    record = channel_pruning.describe_pruning(model, pruned, kept, percentages, c.prune_criterion)
+    record["val_accuracy"] = float(history.history["val_accuracy"][-1])
+    io_utils.write_json(os.path.join(self.dirs["prune"], "prune.json"), record)
+    return {"model": path, "channels": record.get("channels_after"),
+            "val_accuracy": record["val_accuracy"]}
+
+  def _qat(self, results):
+    # pylint: disable=g-import-not-at-top
+    from tf_gtsrb.compression import quantization
+    from tf_gtsrb.models import io as model_io
+    c = self.config
+    model = model_io.load_model(results["prune"]["model"])
+    train_ds, val_ds, steps = self._datasets(results)
+    qat_model = quantization.qat_fine_tune(model, train_ds, val_ds, c.qat_epochs,
+                                           learning_rate=c.qat_learning_rate,
+                                           steps_per_epoch=steps)
+    path = os.path.join(self.dirs["qat"], "qat.keras")
+    model_io.save_model(qat_model, path)
+    return {"model": path,
+            "val_accuracy": float(qat_model.history.history["val_accuracy"][-1])}
+
+  def _convert(self, results):
+    # pylint: disable=g-import-not-at-top
+    from tf_gtsrb.data import input_pipeline
+    from tf_gtsrb.export import export
+    from tf_gtsrb.models import io as model_io
+    c = self.config
+    calibration, _ = input_pipeline.load_arrays(results["prepare"]["dataset_dir"], "train",
+                                                limit=c.num_calibration_images)
+    out = self.dirs["convert"]
+    int8 = export.export_model(model_io.load_model(results["qat"]["model"]), out, ["int8"],
+                               calibration, stem="model")
+    baseline = export.export_model(model_io.load_model(results["train"]["model"]),
+                                   os.path.join(out, "baseline"), ["float32"], None,
+                                   stem="baseline")
+    return {"int8": int8["models"]["int8"]["path"],
+            "baseline_float32": baseline["models"]["float32"]["path"],
+            "conversion": int8}
+
+  def _benchmark(self, results):
+    """Runs gtsrb-benchmark-tflite in a subprocess: TensorFlow's thread count (for the
+    Keras models' latency) can only be set before TensorFlow starts."""
+    from tf_gtsrb.evaluation import pipeline_report  # pylint: disable=g-import-not-at-top
+    c = self.config
+    specs = {
+        pipeline_report.KERAS_NAME: results["train"]["model"],
+        pipeline_report.FLOAT_TFLITE_NAME: results["convert"]["baseline_float32"],
+        pipeline_report.PRUNED_NAME: results["prune"]["model"],
+        pipeline_report.QAT_NAME: results["qat"]["model"],
+        pipeline_report.INT8_NAME: results["convert"]["int8"],
+    }
+    command = [
+        sys.executable, "-m", "tf_gtsrb_tools.benchmark_tflite",
+        "--models=" + ",".join(f"{name}={path}" for name, path in specs.items()),
+        f"--data_dir={results['prepare']['dataset_dir']}", "--split=test",
+        f"--output_dir={self.dirs['benchmark']}", f"--threads={c.threads}",
+        f"--latency_rounds={c.latency_rounds}", f"--reference={pipeline_report.KERAS_NAME}",
+        f"--agreement={pipeline_report.INT8_NAME},{pipeline_report.QAT_NAME}"]
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    self.log(completed.stdout)
+    json_path = os.path.join(self.dirs["benchmark"], "benchmark.json")
+    if completed.returncode not in (0, 1) or not os.path.exists(json_path):
+      raise errors.GtsrbError(f"benchmark failed (exit {completed.returncode}):\n"
+                              f"{completed.stderr[-3000:]}")
+    return {"benchmark": json_path,
+            "agreement": io_utils.read_json(json_path).get("agreement")}
+
+  def _report(self, results):
+    from tf_gtsrb.evaluation import pipeline_report  # pylint: disable=g-import-not-at-top
+    outputs = pipeline_report.write_pipeline_report(results, self.config, self.dirs["report"])
+    with open(outputs["report_md"]) as f:
+      self.log(f.read())
+    return outputs
+
+
+def _read_marker(path):
+  try:
+    return io_utils.read_json(path)
+  except errors.GtsrbError:
+    return {}
+
+
+def clean(work_dir):
+  """Removes a work directory (for --fresh runs)."""
+  shutil.rmtree(work_dir, ignore_errors=True)

@@ -1,0 +1,74 @@
+"""The whole job: prepare -> train -> analyse -> prune -> QAT -> convert -> benchmark -> report.
+
+  gtsrb-pipeline                                   # bundled sample, a few minutes on a CPU
+  gtsrb-pipeline --archive_dir=../shared/gtsrb --work_dir=runs/real --epochs=30 \
+      --prune_epochs=8 --qat_epochs=3 --batch_size=128
+
+Each step is skipped when its outputs are up to date; a killed run continues
+where it stopped when started again with the same flags.
+"""
+
+from absl import app
+from absl import flags
+
+from tf_gtsrb import pipeline
+from tf_gtsrb.data import sources
+
+FLAGS = flags.FLAGS
+_DEFAULTS = pipeline.PipelineConfig()
+flags.DEFINE_string("work_dir", _DEFAULTS.work_dir, "Directory for every step's outputs.")
+flags.DEFINE_enum("source", _DEFAULTS.source, sources.SOURCES, "Layout of the input data.")
+flags.DEFINE_string("archive_dir", None, "The data (official zips, Kaggle copy or folder); "
+                    "default: the bundled sample.")
+flags.DEFINE_integer("image_size", _DEFAULTS.image_size, "Model input size in pixels.")
+flags.DEFINE_integer("balance_target", _DEFAULTS.balance_target,
+                     "Grow every training class to this many images offline; 0 off.")
+flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Baseline training epochs.")
+flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Batch size (images).")
+flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Baseline peak learning rate.")
+flags.DEFINE_float("label_smoothing", _DEFAULTS.label_smoothing, "Label smoothing.")
+flags.DEFINE_integer("steps_per_epoch", _DEFAULTS.steps_per_epoch,
+                     "Steps per epoch; 0 is one pass over the train split.")
+flags.DEFINE_float("prune_percent", _DEFAULTS.prune_percent,
+                   "Channels to remove per conv layer (%); negative: the analysis-recommended "
+                   "per-layer percentages.")
+flags.DEFINE_enum("prune_criterion", _DEFAULTS.prune_criterion, ["l1", "bn_gamma"],
+                  "Which filters go: smallest L1 norm or smallest |BN gamma|.")
+flags.DEFINE_integer("prune_epochs", _DEFAULTS.prune_epochs, "Fine-tuning epochs after pruning.")
+flags.DEFINE_float("prune_learning_rate", _DEFAULTS.prune_learning_rate,
+                   "Fine-tuning learning rate after pruning.")
+flags.DEFINE_integer("qat_epochs", _DEFAULTS.qat_epochs, "Quantization-aware training epochs.")
+flags.DEFINE_float("qat_learning_rate", _DEFAULTS.qat_learning_rate, "QAT learning rate.")
+flags.DEFINE_integer("num_calibration_images", _DEFAULTS.num_calibration_images,
+                     "Train images used to calibrate the INT8 conversion (count).")
+flags.DEFINE_integer("threads", _DEFAULTS.threads, "CPU threads for the latency benchmark.")
+flags.DEFINE_integer("latency_rounds", _DEFAULTS.latency_rounds,
+                     "Timed batch-1 runs per model in the benchmark (count).")
+flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of the split, training and augmentation.")
+flags.DEFINE_enum("until", None, pipeline.STEPS, "Stop after this step.")
+flags.DEFINE_list("force", [], "Steps to run again even if up to date.")
+flags.DEFINE_bool("fresh", False, "Delete --work_dir first and run everything.")
+flags.DEFINE_bool("require_targets", False,
+                  "Exit with status 3 unless the released-model targets are all met.")
+
+
+def main(argv):
+  del argv
+  config = pipeline.PipelineConfig(**{
+      name: FLAGS[name].value for name in pipeline.PipelineConfig.__dataclass_fields__})
+  if FLAGS.fresh:
+    pipeline.clean(config.work_dir)
+  results = pipeline.Pipeline(config).run(only=FLAGS.until, force=FLAGS.force)
+  if "report" in results:
+    print(f"Report: {results['report']['report_md']}")
+    if FLAGS.require_targets and not results["report"]["targets_met"]:
+      return 3
+  return 0
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

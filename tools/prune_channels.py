@@ -1,0 +1,144 @@
+"""Removes conv channels from a trained TrafficSignCNN, fine-tunes the thinner model, scores it.
+
+Prune either a fixed percentage of every conv layer (--percent) or the
+per-layer percentages recommended by gtsrb-analyze (--analysis). Writes
+pruned.keras, prune_config.json (kept channel indices) and the validation
+evaluation (evaluation.json/.md, confusion_matrix.png) into --output_dir.
+
+Example:
+  gtsrb-prune-channels --model=runs/base/model.keras --data_dir=data/gtsrb \\
+      --analysis=runs/base/analysis/analysis.json --epochs=10 --output_dir=runs/pruned
+"""
+
+import os
+import sys
+
+import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+from absl import app
+from absl import flags
+
+from tf_gtsrb import errors
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("model", None, "Path to the trained TrafficSignCNN .keras file.")
+flags.DEFINE_string("data_dir", None, "Prepared dataset directory (written by gtsrb-prepare-data).")
+flags.DEFINE_string("output_dir", None, "Directory for pruned.keras, prune_config.json and the "
+                    "validation evaluation.")
+flags.DEFINE_float("percent", None, "Share of every conv layer's channels to remove (%, [0, 100)).")
+flags.DEFINE_string("analysis", None, "analysis.json from gtsrb-analyze: prune each layer by its "
+                    "recommended percentage (instead of --percent).")
+flags.DEFINE_enum("criterion", "l1", ["l1", "bn_gamma"],
+                  "Which filters to keep: largest filter L1 norm or largest |BN gamma|.")
+flags.DEFINE_integer("epochs", 5, "Fine-tuning epochs after pruning (0: no fine-tuning).")
+flags.DEFINE_float("learning_rate", 1e-4, "Fine-tuning learning rate.")
+flags.DEFINE_integer("batch_size", 64, "Images per batch (fine-tuning and evaluation).")
+flags.DEFINE_integer("steps_per_epoch", 0, "Steps per epoch; 0 is one pass over the train split.")
+flags.DEFINE_integer("seed", 0, "Seed of the training-data shuffle and augmentation.")
+flags.DEFINE_integer("verbose", 2, "Keras fit verbosity (0, 1 or 2).")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    _prune()
+  except errors.GtsrbError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  return 0
+
+
+def _check_flags():
+  if not FLAGS.model:
+    raise errors.ConfigError("--model is required (path to a .keras file)")
+  if not FLAGS.data_dir:
+    raise errors.ConfigError("--data_dir is required (prepared dataset directory)")
+  if not FLAGS.output_dir:
+    raise errors.ConfigError("--output_dir is required")
+  if (FLAGS.percent is None) == (FLAGS.analysis is None):
+    raise errors.ConfigError("give exactly one of --percent and --analysis")
+  if FLAGS.percent is not None and not 0.0 <= FLAGS.percent < 100.0:
+    raise errors.ConfigError(f"--percent must be in [0, 100), got {FLAGS.percent}")
+  if FLAGS.epochs < 0:
+    raise errors.ConfigError(f"--epochs must be >= 0, got {FLAGS.epochs}")
+  if not FLAGS.learning_rate > 0:
+    raise errors.ConfigError(f"--learning_rate must be > 0, got {FLAGS.learning_rate}")
+  if FLAGS.batch_size < 1:
+    raise errors.ConfigError(f"--batch_size must be >= 1, got {FLAGS.batch_size}")
+  if FLAGS.steps_per_epoch < 0:
+    raise errors.ConfigError(f"--steps_per_epoch must be >= 0, got {FLAGS.steps_per_epoch}")
+  if not os.path.isfile(FLAGS.model):
+    raise errors.ConfigError(f"{FLAGS.model}: model file not found (--model)")
+  if not os.path.isdir(FLAGS.data_dir):
+    raise errors.ConfigError(f"{FLAGS.data_dir}: data directory not found (--data_dir)")
+  if FLAGS.analysis is not None and not os.path.isfile(FLAGS.analysis):
+    raise errors.ConfigError(f"{FLAGS.analysis}: analysis file not found (--analysis)")
+
+
+def _prune():
+  _check_flags()
+  # Imported here so that flag errors are reported without loading TensorFlow.
+  from tf_gtsrb import io_utils  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.compression import analysis  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.compression import channel_pruning  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.evaluation import evaluate  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.models import io as model_io  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.training import compile as compile_lib  # pylint: disable=g-import-not-at-top
+
+  model_path, data_dir, output_dir = FLAGS.model, FLAGS.data_dir, FLAGS.output_dir
+  if FLAGS.analysis is not None:
+    percentages = analysis.load_recommendations(FLAGS.analysis)
+  else:
+    percentages = channel_pruning.parse_percentages(FLAGS.percent)
+  model = model_io.load_model(model_path)
+  kept = channel_pruning.select_channels(model, percentages, FLAGS.criterion)
+  pruned = channel_pruning.prune_kept(model, kept)
+  config = channel_pruning.describe_pruning(model, pruned, kept, percentages, FLAGS.criterion)
+  config.update(source_model=os.path.abspath(model_path), percentages_from=FLAGS.analysis)
+
+  batch_size = FLAGS.batch_size
+  before = evaluate.evaluate_keras_model(pruned, data_dir, "validation", batch_size)
+  result, steps = before, None
+  if FLAGS.epochs > 0:
+    steps = FLAGS.steps_per_epoch or input_pipeline.steps_per_epoch(
+        input_pipeline.split_size(data_dir, "train"), batch_size)
+    compile_lib.fine_tune(
+        pruned, input_pipeline.train_dataset(data_dir, batch_size, seed=FLAGS.seed),
+        input_pipeline.eval_dataset(data_dir, "validation", batch_size), FLAGS.epochs,
+        learning_rate=FLAGS.learning_rate, steps_per_epoch=steps, verbose=FLAGS.verbose)
+    result = evaluate.evaluate_keras_model(pruned, data_dir, "validation", batch_size)
+  config["fine_tune"] = {"epochs": FLAGS.epochs, "learning_rate": FLAGS.learning_rate,
+                         "batch_size": batch_size, "steps_per_epoch": steps, "seed": FLAGS.seed}
+  config["validation_accuracy_before_fine_tune"] = before["metrics"]["accuracy"]
+  config["validation_accuracy"] = result["metrics"]["accuracy"]
+
+  os.makedirs(output_dir, exist_ok=True)
+  pruned_path = os.path.join(output_dir, "pruned.keras")
+  model_io.save_model(pruned, pruned_path)
+  config_path = os.path.join(output_dir, "prune_config.json")
+  io_utils.write_json(config_path, config)
+  paths = evaluate.write_evaluation(result, output_dir, model_path=pruned_path, name="pruned")
+
+  print(f"{model_path}: pruned by {FLAGS.criterion}")
+  print("| Layer | Channels before | Channels after | Pruned (%) |")
+  print("|---|---|---|---|")
+  for name, layer in config["layers"].items():
+    print(f"| {name} | {layer['channels_before']} | {layer['channels_after']} | "
+          f"{layer['pruned_percent']:.1f} |")
+  print(f"params {config['params_before']:,} -> {config['params_after']:,}; "
+        f"MACs {config['macs_before'] / 1e6:.2f}M -> {config['macs_after'] / 1e6:.2f}M")
+  print(f"validation accuracy {100 * config['validation_accuracy_before_fine_tune']:.2f}% "
+        f"after pruning, {100 * config['validation_accuracy']:.2f}% after "
+        f"{FLAGS.epochs} fine-tuning epoch(s)")
+  for path in (pruned_path, config_path, paths["json"], paths["markdown"], paths["png"]):
+    print(f"wrote {path}")
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

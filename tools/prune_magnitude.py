@@ -1,0 +1,148 @@
+"""Magnitude-prunes a trained model's Conv2D/Dense kernels while fine-tuning it.
+
+Writes <output_dir>/pruned_sparse.keras (plain Keras model whose kernels hold
+the zeros) and sparsity.json (per-layer sparsity, validation accuracy before and
+after, file and gzip sizes against the dense model).
+
+Example:
+  gtsrb-prune-magnitude --model=work/baseline/model.keras --data_dir=work/data \
+      --output_dir=work/sparse80 --target_sparsity=0.8 --epochs=5
+"""
+
+import os
+import sys
+import tempfile
+
+import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+from absl import app
+from absl import flags
+
+from tf_gtsrb import errors
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("model", None, "Trained float .keras model to prune.")
+flags.DEFINE_string("data_dir", None, "Prepared dataset directory (written by gtsrb-prepare-data).")
+flags.DEFINE_string("output_dir", None, "Directory for pruned_sparse.keras and sparsity.json.")
+flags.DEFINE_float("target_sparsity", 0.8, "Fraction of Conv2D/Dense kernel weights set to zero, "
+                   "in [0, 1) (0.8 = 80% zeros).")
+flags.DEFINE_integer("epochs", 5, "Fine-tuning epochs while pruning.")
+flags.DEFINE_float("learning_rate", 1e-4, "Adam learning rate of the fine-tuning.")
+flags.DEFINE_integer("batch_size", 64, "Training batch size (images).")
+flags.DEFINE_integer("steps_per_epoch", 0, "Steps per epoch; 0 is one pass over the train split.")
+flags.DEFINE_integer("verbose", 2, "Keras progress output: 0 silent, 1 progress bar, 2 per epoch.")
+
+MODEL_FILE = "pruned_sparse.keras"
+REPORT_FILE = "sparsity.json"
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    _prune()
+  except errors.GtsrbError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  return 0
+
+
+def _check_flags():
+  for name in ("model", "data_dir", "output_dir"):
+    if not getattr(FLAGS, name):
+      raise errors.ConfigError(f"--{name} is required")
+  if not os.path.isfile(FLAGS.model):
+    raise errors.ConfigError(f"{FLAGS.model}: model file not found (--model)")
+  if not os.path.isdir(FLAGS.data_dir):
+    raise errors.ConfigError(f"{FLAGS.data_dir}: data directory not found (--data_dir)")
+  for name in ("epochs", "batch_size"):
+    if getattr(FLAGS, name) < 1:
+      raise errors.ConfigError(f"--{name} must be >= 1, got {getattr(FLAGS, name)}")
+  if FLAGS.steps_per_epoch < 0:
+    raise errors.ConfigError(f"--steps_per_epoch must be >= 0, got {FLAGS.steps_per_epoch}")
+  if not FLAGS.learning_rate > 0:
+    raise errors.ConfigError(f"--learning_rate must be > 0, got {FLAGS.learning_rate}")
+
+
+def file_sizes(path):
+  """{'bytes', 'gzip_bytes'} of a model file."""
+  from tf_gtsrb.evaluation import complexity  # pylint: disable=g-import-not-at-top
+  return {"bytes": complexity.model_file_size(path), "gzip_bytes": complexity.gzip_size(path)}
+
+
+def dense_reference_sizes(model):
+  """Sizes of `model` saved the way the pruned model is (no optimizer state), for comparison."""
+  from tf_gtsrb.compression import magnitude_pruning  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.models import io as model_io  # pylint: disable=g-import-not-at-top
+  with tempfile.TemporaryDirectory() as tmp:
+    path = os.path.join(tmp, "dense.keras")
+    model_io.save_model(magnitude_pruning.copy_model(model), path)
+    return file_sizes(path)
+
+
+def _prune():
+  _check_flags()
+  # Imported here so that flag errors are reported without loading TensorFlow.
+  from tf_gtsrb import io_utils  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.compression import magnitude_pruning  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.evaluation import evaluate  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.models import io as model_io  # pylint: disable=g-import-not-at-top
+
+  target = magnitude_pruning.check_target_sparsity(FLAGS.target_sparsity)
+  model = model_io.load_model(FLAGS.model)
+  magnitude_pruning.check_float_model(model, "prune")
+  data_dir, batch_size = FLAGS.data_dir, FLAGS.batch_size
+  steps = FLAGS.steps_per_epoch or input_pipeline.steps_per_epoch(
+      input_pipeline.split_size(data_dir, "train"), batch_size)
+
+  before = evaluate.evaluate_keras_model(model, data_dir, "validation", batch_size)
+  pruned = magnitude_pruning.prune_and_fine_tune(
+      model, input_pipeline.train_dataset(data_dir, batch_size),
+      input_pipeline.eval_dataset(data_dir, "validation", batch_size), target, FLAGS.epochs,
+      FLAGS.learning_rate, steps_per_epoch=steps, verbose=FLAGS.verbose)
+  after = evaluate.evaluate_keras_model(pruned, data_dir, "validation", batch_size)
+
+  os.makedirs(FLAGS.output_dir, exist_ok=True)
+  model_path = os.path.join(FLAGS.output_dir, MODEL_FILE)
+  model_io.save_model(pruned, model_path)
+  dense, sparse = dense_reference_sizes(model), file_sizes(model_path)
+  report = {
+      "input_model": os.path.abspath(FLAGS.model),
+      "model": os.path.abspath(model_path),
+      "target_sparsity": target,
+      "epochs": FLAGS.epochs,
+      "steps_per_epoch": steps,
+      "learning_rate": FLAGS.learning_rate,
+      "batch_size": batch_size,
+      "sparsity": magnitude_pruning.sparsity_report(pruned),
+      "validation_accuracy": {"dense": before["metrics"]["accuracy"],
+                              "sparse": after["metrics"]["accuracy"]},
+      "file_size": {
+          "dense_bytes": dense["bytes"], "dense_gzip_bytes": dense["gzip_bytes"],
+          "sparse_bytes": sparse["bytes"], "sparse_gzip_bytes": sparse["gzip_bytes"],
+          "gzip_reduction": 1.0 - sparse["gzip_bytes"] / dense["gzip_bytes"],
+      },
+  }
+  report_path = os.path.join(FLAGS.output_dir, REPORT_FILE)
+  io_utils.write_json(report_path, report)
+  _print_summary(report)
+  print(f"wrote {model_path}\nwrote {report_path}")
+
+
+def _print_summary(report):
+  print("| layer | weights | zeros | sparsity |\n|---|---:|---:|---:|")
+  for row in report["sparsity"]["layers"] + [dict(report["sparsity"], layer="all kernels")]:
+    print(f"| {row['layer']} | {row['weights']} | {row['zeros']} | {row['sparsity']:.1%} |")
+  accuracy, size = report["validation_accuracy"], report["file_size"]
+  print(f"validation accuracy: dense {accuracy['dense']:.4f} -> sparse {accuracy['sparse']:.4f}")
+  print(f"model file gzip: dense {size['dense_gzip_bytes']} B -> sparse "
+        f"{size['sparse_gzip_bytes']} B ({size['gzip_reduction']:.1%} smaller)")
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,158 @@
+"""Quantization-aware training: fine-tunes a float model with INT8 fake quantization.
+
+Sparse input models (>= 30% zero kernel weights, e.g. from gtsrb-prune-magnitude)
+get sparsity-preserving QAT by default. With --cluster=N the kernels are first
+clustered to N shared values and fine-tuned (the same --epochs), then QAT keeps
+the clusters. Writes <output_dir>/qat.keras and qat.json (validation accuracy
+of the fake-quantized model simulated in float, and test accuracy when the
+dataset has a test split). Convert qat.keras to INT8 TFLite afterwards.
+
+Example:
+  gtsrb-qat --model=work/sparse80/pruned_sparse.keras --data_dir=work/data \
+      --output_dir=work/qat --epochs=2
+"""
+
+import os
+import sys
+
+import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+from absl import app
+from absl import flags
+
+from tf_gtsrb import errors
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("model", None, "Float .keras model (trained, possibly pruned) to quantize.")
+flags.DEFINE_string("data_dir", None, "Prepared dataset directory (written by gtsrb-prepare-data).")
+flags.DEFINE_string("output_dir", None, "Directory for qat.keras and qat.json.")
+flags.DEFINE_integer("epochs", 2, "QAT fine-tuning epochs (also the clustering epochs with "
+                     "--cluster).")
+flags.DEFINE_float("learning_rate", 1e-5, "Adam learning rate of the fine-tuning.")
+flags.DEFINE_integer("batch_size", 64, "Training batch size (images).")
+flags.DEFINE_enum("preserve_sparsity", "auto", ["auto", "true", "false"],
+                  "Keep zero weights zero during QAT; auto: when the model is >= 30% sparse.")
+flags.DEFINE_integer("cluster", 0, "Cluster each kernel to this many shared values before QAT "
+                     "(cluster-preserving QAT); 0: no clustering.")
+flags.DEFINE_integer("steps_per_epoch", 0, "Steps per epoch; 0 is one pass over the train split.")
+flags.DEFINE_integer("verbose", 2, "Keras progress output: 0 silent, 1 progress bar, 2 per epoch.")
+
+MODEL_FILE = "qat.keras"
+REPORT_FILE = "qat.json"
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    _qat()
+  except errors.GtsrbError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  return 0
+
+
+def _check_flags():
+  for name in ("model", "data_dir", "output_dir"):
+    if not getattr(FLAGS, name):
+      raise errors.ConfigError(f"--{name} is required")
+  if not os.path.isfile(FLAGS.model):
+    raise errors.ConfigError(f"{FLAGS.model}: model file not found (--model)")
+  if not os.path.isdir(FLAGS.data_dir):
+    raise errors.ConfigError(f"{FLAGS.data_dir}: data directory not found (--data_dir)")
+  for name in ("epochs", "batch_size"):
+    if getattr(FLAGS, name) < 1:
+      raise errors.ConfigError(f"--{name} must be >= 1, got {getattr(FLAGS, name)}")
+  if FLAGS.steps_per_epoch < 0:
+    raise errors.ConfigError(f"--steps_per_epoch must be >= 0, got {FLAGS.steps_per_epoch}")
+  if FLAGS.cluster and not 2 <= FLAGS.cluster <= 256:
+    raise errors.ConfigError(f"--cluster must be 0 (off) or in [2, 256], got {FLAGS.cluster}")
+  if not FLAGS.learning_rate > 0:
+    raise errors.ConfigError(f"--learning_rate must be > 0, got {FLAGS.learning_rate}")
+
+
+def _accuracy(model, split):
+  """Accuracy of `model` on `split`, or None when the dataset has no such split."""
+  from tf_gtsrb.evaluation import evaluate  # pylint: disable=g-import-not-at-top
+  try:
+    result = evaluate.evaluate_keras_model(model, FLAGS.data_dir, split, FLAGS.batch_size)
+  except errors.DataError as e:
+    if split == "validation":
+      raise
+    print(f"no {split} accuracy: {e}")
+    return None
+  return result["metrics"]["accuracy"]
+
+
+def _qat():
+  _check_flags()
+  # Imported here so that flag errors are reported without loading TensorFlow.
+  from tf_gtsrb import io_utils  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.compression import clustering  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.compression import magnitude_pruning  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.compression import quantization  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.models import io as model_io  # pylint: disable=g-import-not-at-top
+
+  model = model_io.load_model(FLAGS.model)
+  magnitude_pruning.check_float_model(model, "quantize")
+  data_dir, batch_size = FLAGS.data_dir, FLAGS.batch_size
+  input_sparsity = magnitude_pruning.sparsity_report(model)["sparsity"]
+  preserve = {"auto": input_sparsity >= magnitude_pruning.SPARSE_THRESHOLD,
+              "true": True, "false": False}[FLAGS.preserve_sparsity]
+  steps = FLAGS.steps_per_epoch or input_pipeline.steps_per_epoch(
+      input_pipeline.split_size(data_dir, "train"), batch_size)
+
+  def datasets():
+    return (input_pipeline.train_dataset(data_dir, batch_size),
+            input_pipeline.eval_dataset(data_dir, "validation", batch_size))
+
+  if FLAGS.cluster:
+    print(f"clustering kernels to {FLAGS.cluster} values (preserve_sparsity={preserve})")
+    model = clustering.cluster_and_fine_tune(
+        model, *datasets(), number_of_clusters=FLAGS.cluster, epochs=FLAGS.epochs,
+        learning_rate=FLAGS.learning_rate, preserve_sparsity=preserve, steps_per_epoch=steps,
+        verbose=FLAGS.verbose)
+  print(f"quantization-aware training (preserve_sparsity={preserve}, "
+        f"preserve_clusters={bool(FLAGS.cluster)})")
+  qat_model = quantization.qat_fine_tune(
+      model, *datasets(), epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate,
+      preserve_sparsity=preserve, preserve_clusters=bool(FLAGS.cluster), steps_per_epoch=steps,
+      verbose=FLAGS.verbose)
+
+  os.makedirs(FLAGS.output_dir, exist_ok=True)
+  model_path = os.path.join(FLAGS.output_dir, MODEL_FILE)
+  model_io.save_model(qat_model, model_path)
+  output_sparsity = magnitude_pruning.sparsity_report(qat_model)
+  report = {
+      "input_model": os.path.abspath(FLAGS.model),
+      "model": os.path.abspath(model_path),
+      "epochs": FLAGS.epochs,
+      "steps_per_epoch": steps,
+      "learning_rate": FLAGS.learning_rate,
+      "batch_size": batch_size,
+      "preserve_sparsity": preserve,
+      "cluster": FLAGS.cluster or None,
+      "input_sparsity": input_sparsity,
+      "sparsity": output_sparsity,
+      "unique_weights": clustering.unique_weight_counts(qat_model) if FLAGS.cluster else None,
+      "validation_accuracy": _accuracy(qat_model, "validation"),
+      "test_accuracy": _accuracy(qat_model, "test"),
+      "accuracy_note": "Keras model with fake quantization, simulated in float32",
+  }
+  report_path = os.path.join(FLAGS.output_dir, REPORT_FILE)
+  io_utils.write_json(report_path, report)
+  print(f"kernel sparsity: input {input_sparsity:.1%} -> QAT {output_sparsity['sparsity']:.1%}")
+  print(f"validation accuracy (fake-quant, float simulation): "
+        f"{report['validation_accuracy']:.4f}")
+  if report["test_accuracy"] is not None:
+    print(f"test accuracy (fake-quant, float simulation): {report['test_accuracy']:.4f}")
+  print(f"wrote {model_path}\nwrote {report_path}")
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

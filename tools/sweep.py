@@ -1,0 +1,117 @@
+"""Channel-pruning sweep: prune a baseline at fixed percentages, fine-tune each, score on test.
+
+Writes sweep.json, sweep.md (summary table, baseline first), sweep.png
+(test accuracy vs MACs) and models/*.keras into --output_dir.
+
+Example:
+  gtsrb-sweep --model=runs/base/model.keras --data_dir=data/gtsrb --epochs=5 \\
+      --output_dir=runs/sweep
+"""
+
+import os
+import sys
+
+import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+from absl import app
+from absl import flags
+
+from tf_gtsrb import errors
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("model", None, "Path to the trained TrafficSignCNN .keras file (baseline).")
+flags.DEFINE_string("data_dir", None, "Prepared dataset directory (written by gtsrb-prepare-data).")
+flags.DEFINE_string("output_dir", None, "Directory for the sweep report and pruned models.")
+flags.DEFINE_list("percentages", ["10", "30", "50", "90"],
+                  "Comma-separated prune percentages (%, each in [0, 100)).")
+flags.DEFINE_enum("criterion", "l1", ["l1", "bn_gamma"],
+                  "Which filters to keep: largest filter L1 norm or largest |BN gamma|.")
+flags.DEFINE_integer("epochs", 5, "Fine-tuning epochs per pruned model (0: no fine-tuning).")
+flags.DEFINE_float("learning_rate", 1e-4, "Fine-tuning learning rate.")
+flags.DEFINE_integer("batch_size", 64, "Images per batch (fine-tuning and evaluation).")
+flags.DEFINE_integer("steps_per_epoch", 0, "Steps per epoch; 0 is one pass over the train split.")
+flags.DEFINE_integer("seed", 0, "Seed of the training-data shuffle and augmentation.")
+flags.DEFINE_integer("verbose", 2, "Keras fit verbosity (0, 1 or 2).")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    _sweep()
+  except errors.GtsrbError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  return 0
+
+
+def _percentages():
+  values = []
+  for text in FLAGS.percentages:
+    try:
+      value = float(text)
+    except ValueError:
+      raise errors.ConfigError(f"--percentages: {text!r} is not a number") from None
+    if not 0.0 <= value < 100.0:
+      raise errors.ConfigError(f"--percentages: {value} is outside [0, 100)")
+    values.append(value)
+  if not values:
+    raise errors.ConfigError("--percentages: give at least one percentage")
+  return values
+
+
+def _sweep():
+  if not FLAGS.model:
+    raise errors.ConfigError("--model is required (path to a .keras file)")
+  if not FLAGS.data_dir:
+    raise errors.ConfigError("--data_dir is required (prepared dataset directory)")
+  if not FLAGS.output_dir:
+    raise errors.ConfigError("--output_dir is required")
+  percentages = _percentages()
+  if FLAGS.epochs < 0:
+    raise errors.ConfigError(f"--epochs must be >= 0, got {FLAGS.epochs}")
+  if not FLAGS.learning_rate > 0:
+    raise errors.ConfigError(f"--learning_rate must be > 0, got {FLAGS.learning_rate}")
+  if FLAGS.batch_size < 1:
+    raise errors.ConfigError(f"--batch_size must be >= 1, got {FLAGS.batch_size}")
+  if FLAGS.steps_per_epoch < 0:
+    raise errors.ConfigError(f"--steps_per_epoch must be >= 0, got {FLAGS.steps_per_epoch}")
+  if not os.path.isfile(FLAGS.model):
+    raise errors.ConfigError(f"{FLAGS.model}: model file not found (--model)")
+  if not os.path.isdir(FLAGS.data_dir):
+    raise errors.ConfigError(f"{FLAGS.data_dir}: data directory not found (--data_dir)")
+
+  # Imported here so that flag errors are reported without loading TensorFlow.
+  from tf_gtsrb.compression import sweep  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.models import io as model_io  # pylint: disable=g-import-not-at-top
+
+  data_dir, batch_size = FLAGS.data_dir, FLAGS.batch_size
+  model = model_io.load_model(FLAGS.model)
+  size = input_pipeline.image_size(data_dir)
+  if tuple(model.input_shape[1:3]) != (size, size):
+    raise errors.ModelError(
+        f"{FLAGS.model}: model takes {model.input_shape[1]}x{model.input_shape[2]} images but "
+        f"{data_dir} holds {size}x{size} images")
+  sweep.check_sweep_args(model, percentages, FLAGS.criterion, FLAGS.epochs, FLAGS.learning_rate)
+  steps = FLAGS.steps_per_epoch or input_pipeline.steps_per_epoch(
+      input_pipeline.split_size(data_dir, "train"), batch_size)
+  result = sweep.run_sweep(
+      model,
+      input_pipeline.train_dataset(data_dir, batch_size, seed=FLAGS.seed),
+      input_pipeline.eval_dataset(data_dir, "validation", batch_size),
+      input_pipeline.eval_dataset(data_dir, "test", batch_size),
+      FLAGS.output_dir, percentages=percentages, criterion=FLAGS.criterion,
+      epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate, steps_per_epoch=steps,
+      verbose=FLAGS.verbose, log=print)
+  print(sweep.markdown_table(result["rows"]))
+  for kind in ("json", "markdown", "png"):
+    print(f"wrote {result['paths'][kind]}")
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
