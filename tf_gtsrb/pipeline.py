@@ -35,7 +35,8 @@ class PipelineConfig:
   learning_rate: float = 2e-3
   label_smoothing: float = 0.1
   steps_per_epoch: int = 0  # 0: one pass over the training split.
-  prune_percent: float = -1.0  # < 0: the analysis-recommended per-layer percentages.
+  prune_percentages: str = "analysis"  # Or '40' (every layer) or 'conv1=30,...,conv4=60'.
+  max_params: int = 90000  # Pruned-model budget (about 96 KB as INT8); 0: none.
   prune_criterion: str = "l1"
   prune_epochs: int = 2
   prune_learning_rate: float = 5e-4
@@ -106,7 +107,8 @@ class Pipeline:
                    "ls": c.label_smoothing, "steps": c.steps_per_epoch, "seed": c.seed},
                   ["prepare"]),
         "analyze": ({}, ["prepare", "train"]),
-        "prune": ({"percent": c.prune_percent, "criterion": c.prune_criterion,
+        "prune": ({"percent": c.prune_percentages, "max_params": c.max_params,
+                   "criterion": c.prune_criterion,
                    "epochs": c.prune_epochs, "lr": c.prune_learning_rate}, ["analyze"]),
         "qat": ({"epochs": c.qat_epochs, "lr": c.qat_learning_rate}, ["prune"]),
         "convert": ({"calibration": c.num_calibration_images}, ["train", "qat"]),
@@ -173,11 +175,16 @@ class Pipeline:
     # pylint: disable=g-import-not-at-top
     from tf_gtsrb.compression import channel_pruning
     from tf_gtsrb.models import io as model_io
+    from tf_gtsrb.models import traffic_sign_cnn
     from tf_gtsrb.training import compile as compile_lib
     c = self.config
     model = model_io.load_model(results["train"]["model"])
-    percentages = (results["analyze"]["recommended_percentages"] if c.prune_percent < 0
-                   else c.prune_percent)
+    percentages = (results["analyze"]["recommended_percentages"]
+                   if c.prune_percentages == "analysis"
+                   else channel_pruning.percentages_from_text(c.prune_percentages))
+    if c.max_params:
+      percentages = channel_pruning.fit_to_budget(
+          traffic_sign_cnn.channels_of(model), percentages, c.max_params)
     kept = channel_pruning.select_channels(model, percentages, c.prune_criterion)
     pruned = channel_pruning.prune_kept(model, kept)
     train_ds, val_ds, steps = self._datasets(results)

@@ -29,9 +29,13 @@ flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Baseline peak lear
 flags.DEFINE_float("label_smoothing", _DEFAULTS.label_smoothing, "Label smoothing.")
 flags.DEFINE_integer("steps_per_epoch", _DEFAULTS.steps_per_epoch,
                      "Steps per epoch; 0 is one pass over the train split.")
-flags.DEFINE_float("prune_percent", _DEFAULTS.prune_percent,
-                   "Channels to remove per conv layer (%); negative: the analysis-recommended "
-                   "per-layer percentages.")
+flags.DEFINE_string("prune_percentages", _DEFAULTS.prune_percentages,
+                    "Channels to remove per conv layer (%): 'analysis' (the analysis-recommended "
+                    "per-layer percentages), one number for every layer, or "
+                    "conv1=P,conv2=P,conv3=P,conv4=P.")
+flags.DEFINE_integer("max_params", _DEFAULTS.max_params,
+                     "Parameter budget of the pruned model: the percentages are raised evenly "
+                     "until it fits (90,000 is about 96 KB as INT8); 0 keeps them as they are.")
 flags.DEFINE_enum("prune_criterion", _DEFAULTS.prune_criterion, ["l1", "bn_gamma"],
                   "Which filters go: smallest L1 norm or smallest |BN gamma|.")
 flags.DEFINE_integer("prune_epochs", _DEFAULTS.prune_epochs, "Fine-tuning epochs after pruning.")

@@ -73,6 +73,41 @@ def parse_percentages(percentages):
   return result
 
 
+def percentages_from_text(text):
+  """'40' -> 40.0 (every layer); 'conv1=30,conv4=60' -> per-layer dict; validated."""
+  text = str(text).strip()
+  try:
+    if "=" not in text:
+      return parse_percentages(float(text))
+    pairs = (item.split("=", 1) for item in text.split(",") if item.strip())
+    return parse_percentages({name.strip(): float(value) for name, value in pairs})
+  except ValueError as e:
+    if isinstance(e, errors.ConfigError):
+      raise
+    raise errors.ConfigError(
+        f"prune percentages {text!r}: expected a number or conv1=P,...,conv4=P") from e
+
+
+def params_after(channels, percentages, num_classes=43, input_channels=3):
+  """Trainable parameters of a TrafficSignCNN with `channels` pruned by `percentages`."""
+  kept = [num_kept(c, percentages[name]) for c, name in zip(channels, CONV_LAYERS)]
+  inputs = [input_channels] + kept[:-1]
+  convs = sum(9 * i * o + 2 * o for i, o in zip(inputs, kept))  # kernels + BN gamma/beta
+  return convs + kept[-1] * num_classes + num_classes
+
+
+def fit_to_budget(channels, percentages, max_params, step=1.0, max_percent=95.0):
+  """Raises every layer's percentage by `step` points until the pruned model has at most
+  `max_params` trainable parameters; keeps the analysis' relative shape."""
+  percentages = dict(parse_percentages(percentages))
+  while params_after(channels, percentages) > max_params:
+    if all(p >= max_percent for p in percentages.values()):
+      raise errors.ConfigError(
+          f"cannot reach {max_params} parameters with at most {max_percent}% pruning per layer")
+    percentages = {name: min(max_percent, p + step) for name, p in percentages.items()}
+  return percentages
+
+
 def num_kept(num_channels, percent):
   """Channels left after pruning `percent` % of `num_channels` (round half up)."""
   return num_channels - int(math.floor(num_channels * percent / 100.0 + 0.5))
