@@ -3,8 +3,9 @@
 Each step writes into its own directory under `work_dir` and, last of all, a
 `.done.json` marker holding a fingerprint of its settings and of the markers of
 the steps it reads. A step whose marker matches is skipped; a step killed
-midway has no marker and runs again (training resumes from its checkpoint).
-Changing a setting re-runs that step and every step after it.
+midway has no marker and runs again (training resumes from its checkpoint when
+its settings are unchanged). Changing a setting, or forcing a step, re-runs that
+step and every step after it.
 """
 
 import dataclasses
@@ -20,6 +21,8 @@ from tf_gtsrb import errors
 from tf_gtsrb import io_utils
 
 STEPS = ("prepare", "train", "analyze", "prune", "qat", "convert", "benchmark", "report")
+PRUNE_CRITERIA = ("l1", "bn_gamma")
+_TRAIN_STARTED = ".started.json"  # Fingerprint of the training run in progress in train/.
 
 
 @dataclasses.dataclass
@@ -50,6 +53,31 @@ class PipelineConfig:
   def dirs(self):
     return {step: os.path.join(self.work_dir, step) for step in STEPS}
 
+  def validate(self):
+    """Raises ConfigError for a setting a later step would reject, before any step runs."""
+    from tf_gtsrb.data import sources  # pylint: disable=g-import-not-at-top
+    if self.source not in sources.SOURCES:
+      raise errors.ConfigError(
+          f"unknown source {self.source!r}; choose one of {', '.join(sources.SOURCES)}")
+    for name in ("image_size", "epochs", "batch_size", "prune_epochs", "qat_epochs",
+                 "num_calibration_images", "threads", "latency_rounds"):
+      if getattr(self, name) < 1:
+        raise errors.ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+    for name in ("balance_target", "steps_per_epoch", "max_params"):
+      if getattr(self, name) < 0:
+        raise errors.ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+    for name in ("learning_rate", "prune_learning_rate", "qat_learning_rate"):
+      if getattr(self, name) <= 0:
+        raise errors.ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+    if not 0.0 <= self.label_smoothing < 1.0:
+      raise errors.ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+    if self.prune_criterion not in PRUNE_CRITERIA:
+      raise errors.ConfigError(f"unknown prune_criterion {self.prune_criterion!r}; choose one "
+                               f"of {', '.join(PRUNE_CRITERIA)}")
+    if self.prune_percentages != "analysis":
+      from tf_gtsrb.compression import channel_pruning  # pylint: disable=g-import-not-at-top
+      channel_pruning.percentages_from_text(self.prune_percentages)
+
 
 def _fingerprint(settings, upstream):
   blob = json.dumps({"settings": settings, "upstream": upstream}, sort_keys=True, default=str)
@@ -64,21 +92,29 @@ class Pipeline:
     self.dirs = config.dirs()
     self.log = log
     self.fingerprints = {}
+    self._running = None  # (fingerprint, forced) of the step being run.
 
   def _marker(self, step):
     return os.path.join(self.dirs[step], ".done.json")
 
   def run(self, only=None, force=()):
-    """Runs every step (or up to `only`); `force` names steps to run even if up to date."""
-    unknown = [s for s in list(force) + ([only] if only else []) if s not in STEPS]
+    """Runs every step (or up to `only`); `force` names steps to run even if up to date.
+
+    A step that runs makes every step reading its outputs run too.
+    """
+    force = [force] if isinstance(force, str) else list(force)
+    unknown = [s for s in force + ([only] if only else []) if s not in STEPS]
     if unknown:
       raise errors.ConfigError(f"unknown step(s) {unknown}; steps are {', '.join(STEPS)}")
+    self.config.validate()
     results = {}
+    ran = set()
     for step in STEPS:
       settings, upstream = self._inputs(step)
       fingerprint = _fingerprint(settings, [self.fingerprints[u] for u in upstream])
       marker = self._marker(step)
-      done = os.path.exists(marker) and _read_marker(marker).get("fingerprint") == fingerprint
+      done = (os.path.exists(marker) and _read_marker(marker).get("fingerprint") == fingerprint
+              and not ran.intersection(upstream))
       if done and step not in force:
         self.log(f"[{step}] up to date, skipped")
         results[step] = _read_marker(marker)["outputs"]
@@ -87,7 +123,9 @@ class Pipeline:
           os.remove(marker)  # Outputs about to change: no stale "complete" claim.
         self.log(f"[{step}] running")
         start = time.time()
+        self._running = (fingerprint, step in force)
         outputs = getattr(self, f"_{step}")(results)
+        ran.add(step)
         io_utils.write_json(marker, {"fingerprint": fingerprint, "outputs": outputs,
                                      "seconds": round(time.time() - start, 1)})
         results[step] = outputs
@@ -135,13 +173,24 @@ class Pipeline:
         data_dir=results["prepare"]["dataset_dir"], model_dir=self.dirs["train"],
         epochs=c.epochs, batch_size=c.batch_size, learning_rate=c.learning_rate,
         label_smoothing=c.label_smoothing, seed=c.seed, steps_per_epoch=c.steps_per_epoch)
-    resume = os.path.exists(os.path.join(self.dirs["train"], "config.json"))
+    # Resume only a run started with these settings and upstream outputs: the
+    # trainer's own check ignores the dataset, which may have been rebuilt. A run
+    # with no record (older work directories) is left to the trainer's check.
+    fingerprint, forced = self._running
+    started = os.path.join(self.dirs["train"], _TRAIN_STARTED)
+    has_run = os.path.exists(os.path.join(self.dirs["train"], "config.json"))
+    recorded = _read_marker(started).get("fingerprint")
+    resume = has_run and not forced and recorded in (None, fingerprint)
+    if has_run and not resume:
+      self.log("[train] settings or data changed since the last run (or forced): "
+               "training again from scratch")
+    io_utils.write_json(started, {"fingerprint": fingerprint})
     try:
-      history = trainer.train(config, resume=resume, verbose=2)
+      history = trainer.train(config, resume=resume, overwrite=not resume, verbose=2)
     except errors.ConfigError:
       if not resume:
         raise
-      self.log("[train] settings changed since the last run: training again from scratch")
+      self.log("[train] the saved run cannot be resumed: training again from scratch")
       history = trainer.train(config, overwrite=True, verbose=2)
     return {"model": os.path.join(self.dirs["train"], "model.keras"),
             "best_val_accuracy": max(history.get("val_accuracy", [0.0]))}
@@ -228,8 +277,13 @@ class Pipeline:
     baseline = export.export_model(model_io.load_model(results["train"]["model"]),
                                    os.path.join(out, "baseline"), ["float32"], None,
                                    stem="baseline")
+    # Post-training quantization of the pruned float model: the baseline QAT must beat.
+    ptq = export.export_model(model_io.load_model(results["prune"]["model"]),
+                              os.path.join(out, "ptq"), ["int8"], calibration,
+                              stem="pruned_ptq", write_c_array=False)
     return {"int8": int8["models"]["int8"]["path"],
             "baseline_float32": baseline["models"]["float32"]["path"],
+            "ptq_int8": ptq["models"]["int8"]["path"],
             "conversion": int8}
 
   def _benchmark(self, results):
@@ -241,6 +295,7 @@ class Pipeline:
         pipeline_report.KERAS_NAME: results["train"]["model"],
         pipeline_report.FLOAT_TFLITE_NAME: results["convert"]["baseline_float32"],
         pipeline_report.PRUNED_NAME: results["prune"]["model"],
+        pipeline_report.PTQ_NAME: results["convert"]["ptq_int8"],
         pipeline_report.QAT_NAME: results["qat"]["model"],
         pipeline_report.INT8_NAME: results["convert"]["int8"],
     }
@@ -251,9 +306,11 @@ class Pipeline:
         f"--output_dir={self.dirs['benchmark']}", f"--threads={c.threads}",
         f"--latency_rounds={c.latency_rounds}", f"--reference={pipeline_report.KERAS_NAME}",
         f"--agreement={pipeline_report.INT8_NAME},{pipeline_report.QAT_NAME}"]
+    json_path = os.path.join(self.dirs["benchmark"], "benchmark.json")
+    if os.path.exists(json_path):
+      os.remove(json_path)  # A failed run must not leave the last run's results looking new.
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     self.log(completed.stdout)
-    json_path = os.path.join(self.dirs["benchmark"], "benchmark.json")
     if completed.returncode not in (0, 1) or not os.path.exists(json_path):
       raise errors.GtsrbError(f"benchmark failed (exit {completed.returncode}):\n"
                               f"{completed.stderr[-3000:]}")
@@ -270,11 +327,18 @@ class Pipeline:
 
 def _read_marker(path):
   try:
-    return io_utils.read_json(path)
+    marker = io_utils.read_json(path)
   except errors.GtsrbError:
     return {}
+  return marker if isinstance(marker, dict) else {}
 
 
 def clean(work_dir):
-  """Removes a work directory (for --fresh runs)."""
+  """Removes a work directory (for --fresh runs); refuses one holding anything but steps."""
+  if not os.path.isdir(work_dir):
+    return
+  foreign = sorted(set(os.listdir(work_dir)) - set(STEPS))
+  if foreign:
+    raise errors.ConfigError(f"{work_dir}: not a pipeline work directory (holds "
+                             f"{', '.join(foreign[:5])}); not deleting it")
   shutil.rmtree(work_dir, ignore_errors=True)

@@ -8,9 +8,12 @@ Each step is skipped when its outputs are up to date; a killed run continues
 where it stopped when started again with the same flags.
 """
 
+import sys
+
 from absl import app
 from absl import flags
 
+from tf_gtsrb import errors
 from tf_gtsrb import pipeline
 from tf_gtsrb.data import sources
 
@@ -52,19 +55,33 @@ flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of the split, training and au
 flags.DEFINE_enum("until", None, pipeline.STEPS, "Stop after this step.")
 flags.DEFINE_list("force", [], "Steps to run again even if up to date.")
 flags.DEFINE_bool("fresh", False, "Delete --work_dir first and run everything.")
+flags.DEFINE_string("release_dir", None,
+                    "Also copy the deployable artifacts and a README with their numbers here.")
 flags.DEFINE_bool("require_targets", False,
                   "Exit with status 3 unless the released-model targets are all met.")
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   config = pipeline.PipelineConfig(**{
       name: FLAGS[name].value for name in pipeline.PipelineConfig.__dataclass_fields__})
-  if FLAGS.fresh:
-    pipeline.clean(config.work_dir)
-  results = pipeline.Pipeline(config).run(only=FLAGS.until, force=FLAGS.force)
+  try:
+    config.validate()
+    if FLAGS.fresh:
+      pipeline.clean(config.work_dir)
+    results = pipeline.Pipeline(config).run(only=FLAGS.until, force=FLAGS.force)
+  except errors.GtsrbError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
   if "report" in results:
     print(f"Report: {results['report']['report_md']}")
+    if FLAGS.release_dir:
+      from tf_gtsrb.export import release  # pylint: disable=g-import-not-at-top
+      command = "gtsrb-pipeline " + " ".join(
+          a for a in sys.argv[1:] if not a.startswith(("--release_dir", "--force")))
+      files = release.release(results, FLAGS.release_dir, command)
+      print(f"Released to {FLAGS.release_dir}: {', '.join(files)}")
     if FLAGS.require_targets and not results["report"]["targets_met"]:
       return 3
   return 0

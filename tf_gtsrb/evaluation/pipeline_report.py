@@ -8,6 +8,7 @@ from tf_gtsrb import io_utils
 INT8_NAME = "pruned+QAT (TFLite INT8)"
 QAT_NAME = "pruned+QAT (Keras)"
 PRUNED_NAME = "pruned (Keras float)"
+PTQ_NAME = "pruned+PTQ (TFLite INT8)"
 FLOAT_TFLITE_NAME = "baseline (TFLite float32)"
 KERAS_NAME = "baseline (Keras float)"
 
@@ -41,6 +42,11 @@ def target_checks(benchmark):
        f"{int8['latency']['median_ms']:.3f} ms vs {tflite_float['latency']['median_ms']:.3f} ms",
        int8["latency"]["median_ms"] < tflite_float["latency"]["median_ms"]),
   ]
+  ptq = models.get(PTQ_NAME)
+  if ptq:
+    checks.append(("QAT beats post-training quantization (test accuracy)",
+                   f"{100 * accuracy:.2f}% vs {100 * ptq['metrics']['accuracy']:.2f}%",
+                   accuracy >= ptq["metrics"]["accuracy"]))
   agreement = benchmark.get("agreement")
   if agreement:
     checks.append(("INT8 agrees with its QAT Keras model on >= 99% of test images",

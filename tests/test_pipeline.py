@@ -1,0 +1,319 @@
+"""End-to-end tests of tf_gtsrb.pipeline on the bundled sample: outputs, skipping, re-runs, kills.
+
+One tiny run of the whole job is shared by the module; tests that change
+settings work on a copy of its work directory (markers keep absolute paths, so
+a copy reads the unchanged upstream files of the shared run).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+
+import numpy as np
+import pytest
+
+from tf_gtsrb import errors
+from tf_gtsrb import io_utils
+from tf_gtsrb import pipeline
+from tf_gtsrb.export import tflite
+
+STEPS = pipeline.STEPS
+SETTINGS = dict(epochs=1, steps_per_epoch=3, batch_size=32, prune_epochs=1, qat_epochs=1,
+                latency_rounds=5, num_calibration_images=64)
+
+
+def _config(work_dir, **changes):
+  return pipeline.PipelineConfig(work_dir=str(work_dir), **{**SETTINGS, **changes})
+
+
+def _run(config, **kwargs):
+  """Runs the pipeline; returns (results, log lines)."""
+  lines = []
+  results = pipeline.Pipeline(config, log=lines.append).run(**kwargs)
+  return results, lines
+
+
+def _status(lines):
+  """{step: 'ran' | 'skipped'} from the pipeline's log lines."""
+  status = {}
+  for line in lines:
+    for step in STEPS:
+      if line == f"[{step}] running":
+        status[step] = "ran"
+      elif line == f"[{step}] up to date, skipped":
+        status[step] = "skipped"
+  return status
+
+
+def _marker(work_dir, step):
+  return os.path.join(str(work_dir), step, ".done.json")
+
+
+def _marker_mtimes(work_dir):
+  return {step: os.stat(_marker(work_dir, step)).st_mtime_ns for step in STEPS}
+
+
+def _copy(finished, tmp_path):
+  work_dir = tmp_path / "work"
+  shutil.copytree(finished["work_dir"], work_dir)
+  return work_dir
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+  """The whole job run once with tiny settings."""
+  work_dir = tmp_path_factory.mktemp("pipeline") / "work"
+  results, lines = _run(_config(work_dir))
+  return {"work_dir": str(work_dir), "results": results, "lines": lines}
+
+
+def test_run_writes_every_output(finished):
+  work_dir, results = finished["work_dir"], finished["results"]
+  assert _status(finished["lines"]) == {step: "ran" for step in STEPS}
+  for step in STEPS:
+    marker = io_utils.read_json(_marker(work_dir, step))
+    assert marker["outputs"] == json.loads(json.dumps(results[step]))
+
+  # The INT8 flatbuffer: integer only, pixel - 128 input, 43 int8 outputs.
+  int8_path = results["convert"]["int8"]
+  assert int8_path.startswith(os.path.join(work_dir, "convert"))
+  with open(int8_path, "rb") as f:
+    tflite.check_fully_int8(f.read())
+  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
+  interpreter = Interpreter(model_path=int8_path)
+  interpreter.allocate_tensors()
+  (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+  assert inp["dtype"] == np.int8 and tuple(inp["shape"]) == (1, 32, 32, 3)
+  scale, zero_point = inp["quantization"]
+  assert scale == pytest.approx(1 / 255, rel=1e-5) and zero_point == -128
+  assert out["dtype"] == np.int8 and tuple(out["shape"]) == (1, 43)
+
+  from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  images, _ = input_pipeline.load_arrays(results["prepare"]["dataset_dir"], "test", limit=8)
+  assert images.shape == (8, 32, 32, 3)
+  out_scale, out_zero = out["quantization"]
+  for image in images:
+    interpreter.set_tensor(inp["index"], (image.astype(np.int16) - 128).astype(np.int8)[None])
+    interpreter.invoke()
+    scores = interpreter.get_tensor(out["index"])
+    assert scores.shape == (1, 43)
+    probabilities = (scores.astype(np.float32) - out_zero) * out_scale
+    assert abs(probabilities.sum() - 1.0) < 0.25  # Softmax, up to INT8 rounding.
+
+  convert_dir = os.path.join(work_dir, "convert")
+  for name in ("model_int8.cc", "model_int8.h", "micro_ops.txt"):
+    assert os.path.getsize(os.path.join(convert_dir, name)) > 0
+  with open(os.path.join(convert_dir, "labels.txt")) as f:
+    assert len(f.read().splitlines()) == 43
+  assert os.path.exists(results["convert"]["baseline_float32"])
+
+  # Pruning shrank the model (and the budget held).
+  prune = io_utils.read_json(os.path.join(work_dir, "prune", "prune.json"))
+  assert prune["macs_after"] < prune["macs_before"]
+  assert prune["params_after"] <= pipeline.PipelineConfig.max_params
+
+  # The report: the two published tables and the targets.
+  with open(results["report"]["report_md"]) as f:
+    report = f.read()
+  assert "| Model | Accuracy (%)" in report
+  assert "| Model | Inference Time (ms)" in report
+  assert "## Targets" in report
+  report_json = io_utils.read_json(results["report"]["report_json"])
+  assert report_json["targets"]
+  assert {"target", "measured", "met"} <= set(report_json["targets"][0])
+  assert report_json["settings"]["latency_rounds"] == SETTINGS["latency_rounds"]
+  benchmark = io_utils.read_json(results["benchmark"]["benchmark"])
+  assert all(m["latency"]["rounds"] == SETTINGS["latency_rounds"]
+             for m in benchmark["models"].values())
+
+
+def test_second_run_skips_every_step(finished):
+  work_dir = finished["work_dir"]
+  before = _marker_mtimes(work_dir)
+  results, lines = _run(_config(work_dir))
+  assert _status(lines) == {step: "skipped" for step in STEPS}
+  assert not any("running" in line for line in lines)
+  assert _marker_mtimes(work_dir) == before
+  assert results == json.loads(json.dumps(finished["results"]))
+
+
+def test_changed_setting_reruns_that_step_and_later_ones(finished, tmp_path):
+  work_dir = _copy(finished, tmp_path)
+  before = _marker_mtimes(work_dir)
+  results, lines = _run(_config(work_dir, latency_rounds=6))
+  status = _status(lines)
+  assert status == {**{step: "skipped" for step in STEPS[:6]},
+                    "benchmark": "ran", "report": "ran"}
+  after = _marker_mtimes(work_dir)
+  assert all(after[step] == before[step] for step in STEPS[:6])
+  benchmark = io_utils.read_json(results["benchmark"]["benchmark"])
+  assert results["benchmark"]["benchmark"].startswith(str(work_dir))
+  assert all(m["latency"]["rounds"] == 6 for m in benchmark["models"].values())
+  assert io_utils.read_json(results["report"]["report_json"])["settings"]["latency_rounds"] == 6
+
+  # And now it is up to date with the new setting.
+  _, lines = _run(_config(work_dir, latency_rounds=6))
+  assert _status(lines) == {step: "skipped" for step in STEPS}
+
+
+def test_forced_step_reruns_the_steps_after_it(finished, tmp_path, monkeypatch):
+  work_dir = _copy(finished, tmp_path)
+  outputs = io_utils.read_json(_marker(work_dir, "benchmark"))["outputs"]
+  calls = []
+  monkeypatch.setattr(pipeline.Pipeline, "_benchmark",
+                      lambda self, results: calls.append(1) or outputs)
+  _, lines = _run(_config(work_dir), force=["benchmark"])
+  assert calls == [1]
+  assert _status(lines) == {**{step: "skipped" for step in STEPS[:6]},
+                            "benchmark": "ran", "report": "ran"}
+
+
+def test_failed_step_leaves_no_marker_and_runs_again(finished, tmp_path, monkeypatch):
+  work_dir = _copy(finished, tmp_path)
+  partial = os.path.join(work_dir, "convert", "model_int8.tflite")
+
+  def failing_convert(self, results):
+    del self, results
+    with open(partial, "wb") as f:
+      f.write(b"partial")
+    raise RuntimeError("conversion interrupted")
+
+  with monkeypatch.context() as patch:
+    patch.setattr(pipeline.Pipeline, "_convert", failing_convert)
+    with pytest.raises(RuntimeError, match="interrupted"):
+      _run(_config(work_dir, num_calibration_images=32))
+  assert not os.path.exists(_marker(work_dir, "convert"))
+  assert os.path.exists(_marker(work_dir, "qat"))
+
+  results, lines = _run(_config(work_dir, num_calibration_images=32), only="convert")
+  assert _status(lines) == {**{step: "skipped" for step in STEPS[:5]}, "convert": "ran"}
+  assert os.path.exists(_marker(work_dir, "convert"))
+  assert set(results) == set(STEPS[:6])
+  assert results["convert"]["conversion"]["num_calibration_images"] == 32
+  with open(partial, "rb") as f:
+    tflite.check_fully_int8(f.read())
+
+
+def test_failed_benchmark_does_not_pass_off_old_results(finished, tmp_path, monkeypatch):
+  work_dir = _copy(finished, tmp_path)
+  failed = subprocess.CompletedProcess([], 1, stdout="", stderr="error: no data")
+  monkeypatch.setattr(pipeline.subprocess, "run", lambda *args, **kwargs: failed)
+  with pytest.raises(errors.GtsrbError, match="benchmark failed"):
+    _run(_config(work_dir), force=["benchmark"])
+  assert not os.path.exists(os.path.join(work_dir, "benchmark", "benchmark.json"))
+  assert not os.path.exists(_marker(work_dir, "benchmark"))
+  assert os.path.exists(_marker(work_dir, "convert"))
+
+
+@pytest.mark.parametrize("content", ["", "{\"fingerprint\": ", "[]", "{}"])
+def test_damaged_marker_reruns_its_step(finished, tmp_path, content):
+  work_dir = _copy(finished, tmp_path)
+  with open(_marker(work_dir, "report"), "w") as f:
+    f.write(content)
+  _, lines = _run(_config(work_dir))
+  assert _status(lines) == {**{step: "skipped" for step in STEPS[:-1]}, "report": "ran"}
+  assert io_utils.read_json(_marker(work_dir, "report"))["outputs"]["report_md"].startswith(
+      str(work_dir))
+
+
+def test_rebuilt_dataset_retrains_from_scratch(finished, tmp_path):
+  """A prepare setting the trainer does not see (the balancing) must not resume the old run."""
+  work_dir = _copy(finished, tmp_path)
+  results, lines = _run(_config(work_dir, balance_target=11), only="train")
+  assert _status(lines) == {"prepare": "ran", "train": "ran"}
+  assert any("from scratch" in line for line in lines)
+  new_dataset = results["prepare"]["dataset_dir"]
+  assert new_dataset != finished["results"]["prepare"]["dataset_dir"]
+  saved = io_utils.read_json(os.path.join(work_dir, "train", "config.json"))
+  assert saved["data_dir"] == new_dataset
+  assert os.path.exists(_marker(work_dir, "train"))
+
+
+def test_killed_run_resumes_when_started_again(tmp_path, capfd):
+  """Killed after training's first epoch: the next run continues the training and finishes."""
+  work_dir = tmp_path / "work"
+  settings = dict(SETTINGS, epochs=4, steps_per_epoch=2)
+  command = [sys.executable, "-m", "tf_gtsrb_tools.pipeline", f"--work_dir={work_dir}"]
+  command += [f"--{name}={value}" for name, value in settings.items()]
+  train_dir = work_dir / "train"
+  with open(tmp_path / "stdout.txt", "wb") as stdout:
+    process = subprocess.Popen(command, stdout=stdout, stderr=subprocess.STDOUT)
+    try:
+      deadline = time.time() + 300
+      while not (train_dir / "state.json").exists():
+        assert process.poll() is None, (tmp_path / "stdout.txt").read_text()[-3000:]
+        assert time.time() < deadline, "training never started"
+        time.sleep(0.05)
+    finally:
+      process.kill()
+      process.wait()
+  assert not os.path.exists(_marker(work_dir, "train"))
+  assert os.path.exists(_marker(work_dir, "prepare"))
+  killed_at = io_utils.read_json(train_dir / "state.json")["step"]
+  assert killed_at > 0
+
+  capfd.readouterr()
+  results, lines = _run(_config(work_dir, **settings))
+  keras_output = capfd.readouterr().out
+  status = _status(lines)
+  assert status["prepare"] == "skipped"
+  assert {status[step] for step in STEPS[1:]} == {"ran"}
+  assert not any("from scratch" in line for line in lines)
+  for step in STEPS:
+    assert os.path.exists(_marker(work_dir, step))
+  state = io_utils.read_json(train_dir / "state.json")
+  assert state["step"] == settings["epochs"] * settings["steps_per_epoch"]
+  assert len(state["history"]["val_accuracy"]) == settings["epochs"]
+  epochs = settings["epochs"]
+  assert f"Epoch 1/{epochs}" not in keras_output  # Resumed, not started again.
+  assert f"Epoch {epochs}/{epochs}" in keras_output
+  assert os.path.exists(results["report"]["report_md"])
+
+
+@pytest.mark.parametrize("kwargs", [{"force": ["trian"]}, {"only": "reprot"},
+                                    {"force": ["train", "nope"]}])
+def test_unknown_step_is_a_config_error(tmp_path, kwargs):
+  with pytest.raises(errors.ConfigError, match="unknown step"):
+    pipeline.Pipeline(_config(tmp_path / "work")).run(**kwargs)
+  assert not os.path.exists(tmp_path / "work")
+
+
+@pytest.mark.parametrize("changes", [
+    {"epochs": 0}, {"qat_epochs": 0}, {"latency_rounds": 0}, {"learning_rate": 0.0},
+    {"label_smoothing": 1.0}, {"prune_criterion": "random"}, {"prune_percentages": "lots"},
+    {"prune_percentages": "conv9=40"}, {"max_params": -1}, {"source": "zip"}])
+def test_bad_setting_is_a_config_error_before_any_step(tmp_path, changes):
+  with pytest.raises(errors.ConfigError):
+    pipeline.Pipeline(_config(tmp_path / "work", **changes)).run()
+  assert not os.path.exists(tmp_path / "work")
+
+
+def test_clean_refuses_a_directory_that_is_not_a_work_directory(tmp_path):
+  (tmp_path / "train").mkdir()
+  (tmp_path / "notes.txt").write_text("keep me")
+  with pytest.raises(errors.ConfigError, match="not a pipeline work directory"):
+    pipeline.clean(str(tmp_path))
+  assert (tmp_path / "notes.txt").exists()
+  work_dir = tmp_path / "work"
+  (work_dir / "train").mkdir(parents=True)
+  pipeline.clean(str(work_dir))
+  assert not work_dir.exists()
+  pipeline.clean(str(work_dir))  # Missing: nothing to do.
+
+
+@pytest.mark.parametrize("flag, message", [("--epochs=0", "epochs must be >= 1"),
+                                           ("--force=nope", "unknown step")])
+def test_tool_reports_bad_flags_before_any_work(tmp_path, flag, message):
+  work_dir = tmp_path / "work"
+  completed = subprocess.run(
+      [sys.executable, "-m", "tf_gtsrb_tools.pipeline", f"--work_dir={work_dir}", flag],
+      capture_output=True, text=True, timeout=300, check=False)
+  assert completed.returncode == 1
+  assert "error: " in completed.stderr and message in completed.stderr
+  assert "Traceback" not in completed.stderr
+  assert not work_dir.exists()
