@@ -176,7 +176,7 @@ def test_confusion_matrix_png_written(tmp_path):
   data = path.read_bytes()
   assert data.startswith(PNG_MAGIC)
   width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-  assert (width, height) == (1400, 1200)
+  assert width > 1000 and height > 900  # Large enough to read 43 classes.
   assert [p.name for p in path.parent.iterdir()] == ["cm.png"]  # No temporary files left.
 
 

@@ -37,6 +37,7 @@ class PipelineConfig:
   batch_size: int = 64
   learning_rate: float = 2e-3
   label_smoothing: float = 0.1
+  dropout: float = 0.5
   steps_per_epoch: int = 0  # 0: one pass over the training split.
   prune_percentages: str = "analysis"  # Or '40' (every layer) or 'conv1=30,...,conv4=60'.
   max_params: int = 90000  # Pruned-model budget (about 96 KB as INT8); 0: none.
@@ -71,6 +72,8 @@ class PipelineConfig:
         raise errors.ConfigError(f"{name} must be positive, got {getattr(self, name)}")
     if not 0.0 <= self.label_smoothing < 1.0:
       raise errors.ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+    if not 0.0 <= self.dropout < 1.0:
+      raise errors.ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
     if self.prune_criterion not in PRUNE_CRITERIA:
       raise errors.ConfigError(f"unknown prune_criterion {self.prune_criterion!r}; choose one "
                                f"of {', '.join(PRUNE_CRITERIA)}")
@@ -142,7 +145,8 @@ class Pipeline:
         "prepare": ({"source": c.source, "archive_dir": c.archive_dir, "size": c.image_size,
                      "balance": c.balance_target, "seed": c.seed}, []),
         "train": ({"epochs": c.epochs, "batch": c.batch_size, "lr": c.learning_rate,
-                   "ls": c.label_smoothing, "steps": c.steps_per_epoch, "seed": c.seed},
+                   "ls": c.label_smoothing, "dropout": c.dropout, "steps": c.steps_per_epoch,
+                   "seed": c.seed},
                   ["prepare"]),
         "analyze": ({}, ["prepare", "train"]),
         "prune": ({"percent": c.prune_percentages, "max_params": c.max_params,
@@ -172,7 +176,8 @@ class Pipeline:
     config = trainer.TrainConfig(
         data_dir=results["prepare"]["dataset_dir"], model_dir=self.dirs["train"],
         epochs=c.epochs, batch_size=c.batch_size, learning_rate=c.learning_rate,
-        label_smoothing=c.label_smoothing, seed=c.seed, steps_per_epoch=c.steps_per_epoch)
+        label_smoothing=c.label_smoothing, seed=c.seed, steps_per_epoch=c.steps_per_epoch,
+        model_kwargs={"dropout": c.dropout})
     # Resume only a run started with these settings and upstream outputs: the
     # trainer's own check ignores the dataset, which may have been rebuilt. A run
     # with no record (older work directories) is left to the trainer's check.
@@ -238,7 +243,8 @@ class Pipeline:
     pruned = channel_pruning.prune_kept(model, kept)
     train_ds, val_ds, steps = self._datasets(results)
     history = compile_lib.fine_tune(pruned, train_ds, val_ds, c.prune_epochs,
-                                    learning_rate=c.prune_learning_rate,
+                                    learning_rate=compile_lib.cosine_decay(
+                                        c.prune_learning_rate, c.prune_epochs * steps),
                                     label_smoothing=c.label_smoothing, steps_per_epoch=steps)
     path = os.path.join(self.dirs["prune"], "pruned.keras")
     model_io.save_model(pruned, path)
@@ -252,11 +258,13 @@ class Pipeline:
     # pylint: disable=g-import-not-at-top
     from tf_gtsrb.compression import quantization
     from tf_gtsrb.models import io as model_io
+    from tf_gtsrb.training import compile as compile_lib
     c = self.config
     model = model_io.load_model(results["prune"]["model"])
     train_ds, val_ds, steps = self._datasets(results)
     qat_model = quantization.qat_fine_tune(model, train_ds, val_ds, c.qat_epochs,
-                                           learning_rate=c.qat_learning_rate,
+                                           learning_rate=compile_lib.cosine_decay(
+                                               c.qat_learning_rate, c.qat_epochs * steps),
                                            steps_per_epoch=steps)
     path = os.path.join(self.dirs["qat"], "qat.keras")
     model_io.save_model(qat_model, path)

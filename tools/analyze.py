@@ -8,13 +8,12 @@ Example:
 """
 
 import os
-import sys
 
 import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-from absl import app
 from absl import flags
 
 from tf_gtsrb import errors
+from tf_gtsrb_tools import common
 
 FLAGS = flags.FLAGS
 
@@ -31,33 +30,12 @@ flags.DEFINE_string("output_dir", None,
                     "(default: <model directory>/analysis).")
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    _analyze()
-  except errors.GtsrbError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
-  return 0
-
-
-def _analyze():
-  model_path, data_dir = FLAGS.model, FLAGS.data_dir
-  if not model_path:
-    raise errors.ConfigError("--model is required (path to a .keras file)")
-  if not data_dir:
-    raise errors.ConfigError("--data_dir is required (prepared dataset directory)")
-  if not os.path.isfile(model_path):
-    raise errors.ConfigError(f"{model_path}: model file not found (--model)")
-  if not os.path.isdir(data_dir):
-    raise errors.ConfigError(f"{data_dir}: data directory not found (--data_dir)")
-  if FLAGS.num_images < 1:
-    raise errors.ConfigError(f"--num_images must be >= 1, got {FLAGS.num_images}")
-  if FLAGS.max_pairs < 1:
-    raise errors.ConfigError(f"--max_pairs must be >= 1, got {FLAGS.max_pairs}")
-  if not 0.0 <= FLAGS.max_percent < 100.0:
-    raise errors.ConfigError(f"--max_percent must be in [0, 100), got {FLAGS.max_percent}")
+def main():
+  common.require_flags("model", "data_dir")
+  model_path, data_dir = common.existing_file("model"), common.existing_dir("data_dir")
+  common.at_least("num_images", 1)
+  common.at_least("max_pairs", 1)
+  common.percent("max_percent")
   output_dir = FLAGS.output_dir or os.path.join(
       os.path.dirname(os.path.abspath(model_path)), "analysis")
 
@@ -88,7 +66,7 @@ def _analyze():
 
 
 def run():
-  app.run(main)
+  common.run(main)
 
 
 if __name__ == "__main__":

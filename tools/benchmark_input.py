@@ -6,16 +6,13 @@ step spent waiting for input, and the verdict.
   gtsrb-benchmark-input --data_dir=work/data --batch_size=128 --steps=100
 """
 
-import sys
-
 import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-from absl import app
 from absl import flags
 
-from tf_gtsrb import errors
 from tf_gtsrb import io_utils
 from tf_gtsrb.data import input_benchmark
 from tf_gtsrb.models import MODEL_NAMES
+from tf_gtsrb_tools import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None,
@@ -35,17 +32,11 @@ flags.DEFINE_string("output_json", None, "Also write the measurements to this JS
 flags.mark_flag_as_required("data_dir")
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    results = input_benchmark.benchmark_data_dir(
-        FLAGS.data_dir, split=FLAGS.split, limit=FLAGS.limit, model_name=FLAGS.model,
-        batch_size=FLAGS.batch_size, steps=FLAGS.steps, warmup=FLAGS.warmup, seed=FLAGS.seed,
-        threshold=FLAGS.threshold)
-  except errors.GtsrbError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+def main():
+  results = input_benchmark.benchmark_data_dir(
+      FLAGS.data_dir, split=FLAGS.split, limit=FLAGS.limit, model_name=FLAGS.model,
+      batch_size=FLAGS.batch_size, steps=FLAGS.steps, warmup=FLAGS.warmup, seed=FLAGS.seed,
+      threshold=FLAGS.threshold)
   print(f"Input benchmark: {results['model']} on {results['num_examples']:,} "
         f"{results['image_size']}x{results['image_size']} images of '{results['split']}', "
         f"batch {results['batch_size']}, {results['steps']} timed steps, "
@@ -56,11 +47,10 @@ def main(argv):
   if FLAGS.output_json:
     io_utils.write_json(FLAGS.output_json, results)
     print(f"\nWrote {FLAGS.output_json}")
-  return 0
 
 
 def run():
-  app.run(main)
+  common.run(main)
 
 
 if __name__ == "__main__":

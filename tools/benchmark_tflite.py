@@ -10,14 +10,12 @@ Example:
 """
 
 import os
-import sys
 
 import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-from absl import app
 from absl import flags
-from absl import logging
 
 from tf_gtsrb import errors
+from tf_gtsrb_tools import common
 
 FLAGS = flags.FLAGS
 
@@ -39,38 +37,18 @@ flags.DEFINE_boolean("memory", True,
 flags.DEFINE_string("output_dir", None, "Directory for benchmark.json/.md and PNGs.")
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if not FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # TensorFlow's converter logs a lot at INFO.
-  try:
-    return _benchmark()
-  except errors.GtsrbError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
-
-
 def _check_flags():
   from tf_gtsrb.benchmark import compare  # pylint: disable=g-import-not-at-top
   specs = compare.parse_model_specs(FLAGS.models)
   for name, path in specs.items():
     if not os.path.isfile(path):
       raise errors.ConfigError(f"{path}: model file not found (--models {name}=...)")
-  if not FLAGS.data_dir:
-    raise errors.ConfigError("--data_dir is required (prepared dataset directory)")
-  if not os.path.isdir(FLAGS.data_dir):
-    raise errors.ConfigError(f"{FLAGS.data_dir}: data directory not found (--data_dir)")
-  if not FLAGS.output_dir:
-    raise errors.ConfigError("--output_dir is required")
-  for value, flag, minimum in ((FLAGS.threads, "--threads", 1),
-                               (FLAGS.latency_rounds, "--latency_rounds", 1),
-                               (FLAGS.warmup, "--warmup", 0),
-                               (FLAGS.batch_size, "--batch_size", 1)):
-    if value < minimum:
-      raise errors.ConfigError(f"{flag} must be >= {minimum}, got {value}")
-  if FLAGS.limit is not None and FLAGS.limit < 1:
-    raise errors.ConfigError(f"--limit must be >= 1, got {FLAGS.limit}")
+  common.require_flags("data_dir")
+  common.existing_dir("data_dir")
+  common.require_flags("output_dir")
+  for name, minimum in (("threads", 1), ("latency_rounds", 1), ("warmup", 0), ("batch_size", 1),
+                        ("limit", 1)):
+    common.at_least(name, minimum)
   if FLAGS.reference is not None and FLAGS.reference not in specs:
     raise errors.ConfigError(
         f"--reference {FLAGS.reference!r} is not among --models: {', '.join(specs)}")
@@ -87,7 +65,7 @@ def _check_flags():
   return specs, pair
 
 
-def _benchmark():
+def main():
   specs, pair = _check_flags()
   # pylint: disable=g-import-not-at-top
   from tf_gtsrb.benchmark import runners
@@ -107,7 +85,7 @@ def _benchmark():
 
 
 def run():
-  app.run(main)
+  common.run(main)
 
 
 if __name__ == "__main__":

@@ -11,14 +11,12 @@ Example:
 """
 
 import os
-import sys
 
 import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-from absl import app
 from absl import flags
-from absl import logging
 
 from tf_gtsrb import errors
+from tf_gtsrb_tools import common
 
 FLAGS = flags.FLAGS
 
@@ -40,25 +38,10 @@ flags.DEFINE_boolean("c_array", True,
 flags.DEFINE_string("array_name", "g_model", "C identifier of the model array.")
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if not FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # TensorFlow's converter logs a lot at INFO.
-  try:
-    _convert()
-  except errors.GtsrbError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
-  return 0
-
-
 def _check_flags():
   from tf_gtsrb.export import tflite  # pylint: disable=g-import-not-at-top
-  if not FLAGS.model:
-    raise errors.ConfigError("--model is required (path to a .keras file)")
-  if not os.path.isfile(FLAGS.model):
-    raise errors.ConfigError(f"{FLAGS.model}: model file not found (--model)")
+  common.require_flags("model")
+  common.existing_file("model")
   modes = [m.strip() for m in FLAGS.modes if m.strip()]
   if not modes:
     raise errors.ConfigError("--modes is empty")
@@ -71,18 +54,15 @@ def _check_flags():
   if "int8" in modes:
     if not FLAGS.data_dir:
       raise errors.ConfigError("--data_dir is required for int8 conversion (calibration images)")
-    if not os.path.isdir(FLAGS.data_dir):
-      raise errors.ConfigError(f"{FLAGS.data_dir}: data directory not found (--data_dir)")
-  if FLAGS.num_calibration_images < 1:
-    raise errors.ConfigError(
-        f"--num_calibration_images must be >= 1, got {FLAGS.num_calibration_images}")
+    common.existing_dir("data_dir")
+  common.at_least("num_calibration_images", 1)
   if FLAGS.c_array and "int8" in modes:
     from tf_gtsrb.export import c_array  # pylint: disable=g-import-not-at-top
     c_array._check_name(FLAGS.array_name, "--array_name")  # pylint: disable=protected-access
   return modes
 
 
-def _convert():
+def main():
   modes = _check_flags()
   output_dir = FLAGS.output_dir or os.path.join(
       os.path.dirname(os.path.abspath(FLAGS.model)), "tflite")
@@ -111,7 +91,7 @@ def _convert():
 
 
 def run():
-  app.run(main)
+  common.run(main)
 
 
 if __name__ == "__main__":

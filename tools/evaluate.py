@@ -5,13 +5,11 @@ Example:
 """
 
 import os
-import sys
 
 import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-from absl import app
 from absl import flags
 
-from tf_gtsrb import errors
+from tf_gtsrb_tools import common
 
 FLAGS = flags.FLAGS
 
@@ -25,37 +23,20 @@ flags.DEFINE_integer("batch_size", 256, "Images per inference batch.")
 flags.DEFINE_string("name", None, "Model name in the tables (default: model file name).")
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    _evaluate()
-  except errors.GtsrbError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
-  return 0
-
-
-def _evaluate():
-  model_path, data_dir = FLAGS.model, FLAGS.data_dir
-  if not model_path:
-    raise errors.ConfigError("--model is required (path to a .keras file)")
-  if not data_dir:
-    raise errors.ConfigError("--data_dir is required (prepared dataset directory)")
-  if not os.path.isfile(model_path):
-    raise errors.ConfigError(f"{model_path}: model file not found (--model)")
-  if not os.path.isdir(data_dir):
-    raise errors.ConfigError(f"{data_dir}: data directory not found (--data_dir)")
-  if FLAGS.batch_size < 1:
-    raise errors.ConfigError(f"--batch_size must be >= 1, got {FLAGS.batch_size}")
+def main():
+  common.require_flags("model", "data_dir")
+  model_path, data_dir = common.existing_file("model"), common.existing_dir("data_dir")
+  common.at_least("batch_size", 1)
   output_dir = FLAGS.output_dir or os.path.join(
       os.path.dirname(os.path.abspath(model_path)), f"eval_{FLAGS.split}")
 
   # Imported here so that flag errors are reported without loading TensorFlow.
   from tf_gtsrb.evaluation import evaluate  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.evaluation import report  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.models import io as model_io  # pylint: disable=g-import-not-at-top
 
+  input_pipeline.find_dataset_dir(data_dir)  # A prepared dataset, before loading the model.
   model = model_io.load_model(model_path)
   result = evaluate.evaluate_keras_model(model, data_dir, FLAGS.split, FLAGS.batch_size)
   paths = evaluate.write_evaluation(result, output_dir, model_path=model_path, name=FLAGS.name)
@@ -71,7 +52,7 @@ def _evaluate():
 
 
 def run():
-  app.run(main)
+  common.run(main)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,10 @@
   python tools/make_sample.py --archive_dir=../shared/gtsrb --output_dir=tf_gtsrb/data/sample
 """
 
-from absl import app
 from absl import flags
 
 from tf_gtsrb.data import sample
+from tf_gtsrb_tools import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("archive_dir", None, "Directory holding the three official GTSRB archives.")
@@ -17,15 +17,14 @@ flags.DEFINE_integer("test_per_class", 10, "Test images kept per class.")
 flags.mark_flag_as_required("archive_dir")
 
 
-def main(argv):
-  del argv
+def main():
   counts = sample.make_sample(FLAGS.archive_dir, FLAGS.output_dir, FLAGS.tracks_per_class,
                               FLAGS.frames_per_track, FLAGS.test_per_class)
   print(f"Wrote {counts['train']} training and {counts['test']} test images to {FLAGS.output_dir}")
 
 
 def run():
-  app.run(main)
+  common.run(main)
 
 
 if __name__ == "__main__":

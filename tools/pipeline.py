@@ -10,12 +10,11 @@ where it stopped when started again with the same flags.
 
 import sys
 
-from absl import app
 from absl import flags
 
-from tf_gtsrb import errors
 from tf_gtsrb import pipeline
 from tf_gtsrb.data import sources
+from tf_gtsrb_tools import common
 
 FLAGS = flags.FLAGS
 _DEFAULTS = pipeline.PipelineConfig()
@@ -30,6 +29,7 @@ flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Baseline training epochs.")
 flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Batch size (images).")
 flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Baseline peak learning rate.")
 flags.DEFINE_float("label_smoothing", _DEFAULTS.label_smoothing, "Label smoothing.")
+flags.DEFINE_float("dropout", _DEFAULTS.dropout, "Dropout before the classifier (fraction).")
 flags.DEFINE_integer("steps_per_epoch", _DEFAULTS.steps_per_epoch,
                      "Steps per epoch; 0 is one pass over the train split.")
 flags.DEFINE_string("prune_percentages", _DEFAULTS.prune_percentages,
@@ -61,19 +61,13 @@ flags.DEFINE_bool("require_targets", False,
                   "Exit with status 3 unless the released-model targets are all met.")
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+def main():
   config = pipeline.PipelineConfig(**{
       name: FLAGS[name].value for name in pipeline.PipelineConfig.__dataclass_fields__})
-  try:
-    config.validate()
-    if FLAGS.fresh:
-      pipeline.clean(config.work_dir)
-    results = pipeline.Pipeline(config).run(only=FLAGS.until, force=FLAGS.force)
-  except errors.GtsrbError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+  config.validate()
+  if FLAGS.fresh:
+    pipeline.clean(config.work_dir)
+  results = pipeline.Pipeline(config).run(only=FLAGS.until, force=FLAGS.force)
   if "report" in results:
     print(f"Report: {results['report']['report_md']}")
     if FLAGS.release_dir:
@@ -88,7 +82,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  common.run(main)
 
 
 if __name__ == "__main__":

@@ -6,13 +6,13 @@
   gtsrb-prepare-data --source=kaggle --archive_dir=~/kaggle_gtsrb --output_dir=work/data
 """
 
-from absl import app
 from absl import flags
 
 from tf_gtsrb import io_utils
 from tf_gtsrb.data import prepare
 from tf_gtsrb.data import sources
 from tf_gtsrb.data import splits
+from tf_gtsrb_tools import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("source", "official", sources.SOURCES, "Layout of the input data.")
@@ -33,8 +33,7 @@ flags.DEFINE_integer("balance_target", 2250,
                      "Grow every training class to this many images with augmented copies; 0 off.")
 
 
-def main(argv):
-  del argv
+def main():
   summary = prepare.prepare_dataset(
       FLAGS.output_dir, source=FLAGS.source, source_dir=FLAGS.archive_dir,
       download_dir=FLAGS.download_dir, image_size=FLAGS.image_size, roi_crop=FLAGS.roi_crop,
@@ -49,7 +48,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  common.run(main)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,12 @@ Example:
 """
 
 import os
-import sys
 
 import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-from absl import app
 from absl import flags
 
 from tf_gtsrb import errors
+from tf_gtsrb_tools import common
 
 FLAGS = flags.FLAGS
 
@@ -41,34 +40,13 @@ MODEL_FILE = "qat.keras"
 REPORT_FILE = "qat.json"
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    _qat()
-  except errors.GtsrbError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
-  return 0
-
-
 def _check_flags():
-  for name in ("model", "data_dir", "output_dir"):
-    if not getattr(FLAGS, name):
-      raise errors.ConfigError(f"--{name} is required")
-  if not os.path.isfile(FLAGS.model):
-    raise errors.ConfigError(f"{FLAGS.model}: model file not found (--model)")
-  if not os.path.isdir(FLAGS.data_dir):
-    raise errors.ConfigError(f"{FLAGS.data_dir}: data directory not found (--data_dir)")
-  for name in ("epochs", "batch_size"):
-    if getattr(FLAGS, name) < 1:
-      raise errors.ConfigError(f"--{name} must be >= 1, got {getattr(FLAGS, name)}")
-  if FLAGS.steps_per_epoch < 0:
-    raise errors.ConfigError(f"--steps_per_epoch must be >= 0, got {FLAGS.steps_per_epoch}")
+  common.require_flags("model", "data_dir", "output_dir")
+  common.existing_file("model")
+  common.existing_dir("data_dir")
+  common.fine_tune_flags(min_epochs=1)
   if FLAGS.cluster and not 2 <= FLAGS.cluster <= 256:
     raise errors.ConfigError(f"--cluster must be 0 (off) or in [2, 256], got {FLAGS.cluster}")
-  if not FLAGS.learning_rate > 0:
-    raise errors.ConfigError(f"--learning_rate must be > 0, got {FLAGS.learning_rate}")
 
 
 def _accuracy(model, split):
@@ -84,7 +62,7 @@ def _accuracy(model, split):
   return result["metrics"]["accuracy"]
 
 
-def _qat():
+def main():
   _check_flags()
   # Imported here so that flag errors are reported without loading TensorFlow.
   from tf_gtsrb import io_utils  # pylint: disable=g-import-not-at-top
@@ -151,7 +129,7 @@ def _qat():
 
 
 def run():
-  app.run(main)
+  common.run(main)
 
 
 if __name__ == "__main__":

@@ -9,13 +9,12 @@ Example:
 """
 
 import os
-import sys
 
 import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-from absl import app
 from absl import flags
 
 from tf_gtsrb import errors
+from tf_gtsrb_tools import common
 
 FLAGS = flags.FLAGS
 
@@ -34,17 +33,6 @@ flags.DEFINE_integer("seed", 0, "Seed of the training-data shuffle and augmentat
 flags.DEFINE_integer("verbose", 2, "Keras fit verbosity (0, 1 or 2).")
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    _sweep()
-  except errors.GtsrbError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
-  return 0
-
-
 def _percentages():
   values = []
   for text in FLAGS.percentages:
@@ -60,26 +48,12 @@ def _percentages():
   return values
 
 
-def _sweep():
-  if not FLAGS.model:
-    raise errors.ConfigError("--model is required (path to a .keras file)")
-  if not FLAGS.data_dir:
-    raise errors.ConfigError("--data_dir is required (prepared dataset directory)")
-  if not FLAGS.output_dir:
-    raise errors.ConfigError("--output_dir is required")
+def main():
+  common.require_flags("model", "data_dir", "output_dir")
   percentages = _percentages()
-  if FLAGS.epochs < 0:
-    raise errors.ConfigError(f"--epochs must be >= 0, got {FLAGS.epochs}")
-  if not FLAGS.learning_rate > 0:
-    raise errors.ConfigError(f"--learning_rate must be > 0, got {FLAGS.learning_rate}")
-  if FLAGS.batch_size < 1:
-    raise errors.ConfigError(f"--batch_size must be >= 1, got {FLAGS.batch_size}")
-  if FLAGS.steps_per_epoch < 0:
-    raise errors.ConfigError(f"--steps_per_epoch must be >= 0, got {FLAGS.steps_per_epoch}")
-  if not os.path.isfile(FLAGS.model):
-    raise errors.ConfigError(f"{FLAGS.model}: model file not found (--model)")
-  if not os.path.isdir(FLAGS.data_dir):
-    raise errors.ConfigError(f"{FLAGS.data_dir}: data directory not found (--data_dir)")
+  common.fine_tune_flags(min_epochs=0)
+  common.existing_file("model")
+  common.existing_dir("data_dir")
 
   # Imported here so that flag errors are reported without loading TensorFlow.
   from tf_gtsrb.compression import sweep  # pylint: disable=g-import-not-at-top
@@ -110,7 +84,7 @@ def _sweep():
 
 
 def run():
-  app.run(main)
+  common.run(main)
 
 
 if __name__ == "__main__":

@@ -5,16 +5,14 @@
 """
 
 import json
-import sys
 
-from absl import app
 from absl import flags
-from absl import logging
 
 from tf_gtsrb import errors
 from tf_gtsrb.models import MODEL_NAMES
 from tf_gtsrb.training import distribute
 from tf_gtsrb.training import trainer
+from tf_gtsrb_tools import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", "work/data", "Prepared dataset (gtsrb-prepare-data --output_dir).")
@@ -41,20 +39,11 @@ flags.DEFINE_bool("overwrite", False, "Start again even if --model_dir holds a p
 flags.DEFINE_integer("verbose", 2, "Keras progress output: 0 silent, 1 progress bar, 2 per epoch.")
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if not FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # TensorFlow logs every checkpoint at INFO.
-  try:
-    history = trainer.train(_config(), resume=FLAGS.resume, overwrite=FLAGS.overwrite,
-                            verbose=FLAGS.verbose)
-  except errors.GtsrbError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+def main():
+  history = trainer.train(_config(), resume=FLAGS.resume, overwrite=FLAGS.overwrite,
+                          verbose=FLAGS.verbose)
   best = max(history.get("val_accuracy", [float("nan")]))
   print(f"Best validation accuracy {best:.4f}; model: {FLAGS.model_dir}/model.keras")
-  return 0
 
 
 def _config():
@@ -83,7 +72,7 @@ def _config():
 
 
 def run():
-  app.run(main)
+  common.run(main)
 
 
 if __name__ == "__main__":

@@ -96,15 +96,23 @@ def params_after(channels, percentages, num_classes=43, input_channels=3):
   return convs + kept[-1] * num_classes + num_classes
 
 
-def fit_to_budget(channels, percentages, max_params, step=1.0, max_percent=95.0):
-  """Raises every layer's percentage by `step` points until the pruned model has at most
-  `max_params` trainable parameters; keeps the analysis' relative shape."""
+def fit_to_budget(channels, percentages, max_params, step=0.5, max_percent=95.0):
+  """Raises prune percentages until the pruned model has at most `max_params` parameters.
+
+  Water-filling: the lowest percentages rise first, so every layer keeps at
+  least its recommended share pruned and the layers the analysis would spare
+  most do not end up far wider than the rest (which would keep the parameters
+  in the largest layer, conv4).
+  """
   percentages = dict(parse_percentages(percentages))
   while params_after(channels, percentages) > max_params:
-    if all(p >= max_percent for p in percentages.values()):
+    lowest = min(percentages.values())
+    if lowest >= max_percent:
       raise errors.ConfigError(
           f"cannot reach {max_params} parameters with at most {max_percent}% pruning per layer")
-    percentages = {name: min(max_percent, p + step) for name, p in percentages.items()}
+    for name, value in percentages.items():
+      if value <= lowest + 1e-9:
+        percentages[name] = min(max_percent, value + step)
   return percentages
 
 

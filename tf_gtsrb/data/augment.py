@@ -17,7 +17,7 @@ BRIGHTNESS = 0.3
 CONTRAST = (0.6, 1.4)
 SATURATION = (0.6, 1.4)
 HUE = 0.03
-BLUR_PROBABILITY = 0.2
+BLUR_PROBABILITY = 0.1
 
 
 def augment_batch(images, seed):

@@ -39,9 +39,9 @@ def save_confusion_matrix_png(cm, path, class_names=None, title=""):
   image = axes.imshow(normalized, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
   figure.colorbar(image, ax=axes, fraction=0.046, pad=0.02, label="fraction of true class")
   ticks = np.arange(n)
-  fontsize = 9 if small else 6
+  fontsize = 9 if small else 7
   axes.set_xticks(ticks)
-  axes.set_xticklabels([str(i) for i in ticks], fontsize=fontsize, rotation=90)
+  axes.set_xticklabels([str(i) for i in ticks], fontsize=fontsize, rotation=0 if small else 90)
   axes.set_yticks(ticks)
   if class_names is not None:
     labels = [f"{i}: {_shorten(name)}" for i, name in zip(ticks, class_names)]
@@ -55,16 +55,15 @@ def save_confusion_matrix_png(cm, path, class_names=None, title=""):
   if small:
     for (row, col), value in np.ndenumerate(normalized):
       if value > 0:
-        axes.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7,
+        axes.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=9,
                   color="white" if value > 0.5 else "black")
-  figure.tight_layout()
 
   buffer = io.BytesIO()
-  figure.savefig(buffer, format="png", dpi=100)
+  figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight", pad_inches=0.2)
   with io_utils.atomic_write(path, "wb") as f:
     f.write(buffer.getvalue())
   return path
 
 
-def _shorten(name, limit=32):
+def _shorten(name, limit=28):
   return name if len(name) <= limit else name[:limit - 1] + "\u2026"

@@ -22,6 +22,15 @@ class SparseSmoothedCrossentropy(keras.losses.Loss):
     return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
+def cosine_decay(peak_learning_rate, total_steps, warmup_steps=0):
+  """Cosine decay from `peak_learning_rate` to 1% of it over `total_steps`, after an
+  optional linear warm-up from a tenth of the peak."""
+  return keras.optimizers.schedules.CosineDecay(
+      peak_learning_rate / 10 if warmup_steps else peak_learning_rate,
+      decay_steps=max(1, total_steps - warmup_steps), alpha=0.01,
+      warmup_target=peak_learning_rate if warmup_steps else None, warmup_steps=warmup_steps)
+
+
 def compile_model(model, learning_rate=1e-3, label_smoothing=0.0):
   """Compiles `model` with Adam, smoothed cross-entropy and an 'accuracy' metric.
 

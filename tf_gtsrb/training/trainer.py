@@ -153,11 +153,8 @@ def _remove_stale_temporaries(model_dir):
 def _learning_rate(config, steps):
   if config.schedule == "constant":
     return config.learning_rate
-  warmup = int(config.warmup_epochs * steps)
-  return keras.optimizers.schedules.CosineDecay(
-      config.learning_rate / 10 if warmup else config.learning_rate,
-      decay_steps=max(1, config.epochs * steps - warmup), alpha=0.01,
-      warmup_target=config.learning_rate if warmup else None, warmup_steps=warmup)
+  return compile_lib.cosine_decay(config.learning_rate, config.epochs * steps,
+                                  int(config.warmup_epochs * steps))
 
 
 def _start_state(config, paths, resume, overwrite):

@@ -1,0 +1,97 @@
+"""What every command-line tool shares: the absl entry point and flag checks.
+
+Flag checks raise errors.ConfigError, which `run` reports as `error: ...` with
+exit status 1. This module loads no TensorFlow, so flag errors come quickly.
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from tf_gtsrb import errors
+
+FLAGS = flags.FLAGS
+
+# What a missing flag should hold, appended to "--NAME is required".
+_REQUIRED_HINTS = {
+    "model": "path to a .keras file",
+    "data_dir": "prepared dataset directory",
+}
+
+
+def run(main):
+  """Runs `main()` (no arguments) as an absl app; exits with its status (None: 0).
+
+  Extra positional arguments are a usage error. absl logging is lowered to
+  WARNING unless --verbosity is given (TensorFlow logs a lot at INFO). A
+  GtsrbError becomes `error: <message>` on stderr and exit status 1.
+  """
+  def _main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS["verbosity"].present:
+      logging.set_verbosity(logging.WARNING)
+    try:
+      status = main()
+    except errors.GtsrbError as e:
+      print(f"error: {e}", file=sys.stderr)
+      return 1
+    return 0 if status is None else status
+
+  app.run(_main)
+
+
+def require_flags(*names):
+  """Raises ConfigError for the first of the flags `names` that is not set."""
+  for name in names:
+    if not FLAGS[name].value:
+      hint = _REQUIRED_HINTS.get(name)
+      raise errors.ConfigError(f"--{name} is required" + (f" ({hint})" if hint else ""))
+
+
+def existing_file(flag_name, kind="model"):
+  """The path in --flag_name; ConfigError unless it is a file."""
+  path = FLAGS[flag_name].value
+  if not os.path.isfile(path):
+    raise errors.ConfigError(f"{path}: {kind} file not found (--{flag_name})")
+  return path
+
+
+def existing_dir(flag_name, kind="data"):
+  """The path in --flag_name; ConfigError unless it is a directory."""
+  path = FLAGS[flag_name].value
+  if not os.path.isdir(path):
+    raise errors.ConfigError(f"{path}: {kind} directory not found (--{flag_name})")
+  return path
+
+
+def at_least(flag_name, minimum):
+  """ConfigError unless --flag_name >= minimum (an unset optional flag, None, passes)."""
+  value = FLAGS[flag_name].value
+  if value is not None and value < minimum:
+    raise errors.ConfigError(f"--{flag_name} must be >= {minimum}, got {value}")
+
+
+def positive(flag_name):
+  """ConfigError unless --flag_name > 0 (NaN fails)."""
+  value = FLAGS[flag_name].value
+  if not value > 0:
+    raise errors.ConfigError(f"--{flag_name} must be > 0, got {value}")
+
+
+def fine_tune_flags(min_epochs):
+  """Checks --epochs (>= min_epochs), --learning_rate, --batch_size, --steps_per_epoch."""
+  at_least("epochs", min_epochs)
+  positive("learning_rate")
+  at_least("batch_size", 1)
+  at_least("steps_per_epoch", 0)
+
+
+def percent(flag_name):
+  """ConfigError unless --flag_name is in [0, 100) (an unset optional flag, None, passes)."""
+  value = FLAGS[flag_name].value
+  if value is not None and not 0.0 <= value < 100.0:
+    raise errors.ConfigError(f"--{flag_name} must be in [0, 100), got {value}")
