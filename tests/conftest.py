@@ -1,10 +1,12 @@
-"""Shared fixtures: a tiny prepared dataset built from the bundled sample."""
+"""Shared fixtures: a tiny prepared dataset, a tiny model, random batches, TFLite models."""
 
 import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 
 import pytest
 
 from tf_gtsrb.data import prepare
+from tf_gtsrb.export import tflite
+import synthetic
 
 
 @pytest.fixture(scope="session")
@@ -13,3 +15,27 @@ def tiny_data_dir(tmp_path_factory):
   output_dir = str(tmp_path_factory.mktemp("tiny_data"))
   summary = prepare.prepare_dataset(output_dir, source="official", balance_target=0)
   return summary["dataset_dir"]
+
+
+@pytest.fixture(scope="module")
+def cnn16():
+  """`synthetic.tiny_cnn()`: 16x16 input, channels (4, 8, 8, 16), seed 0; one per test file."""
+  return synthetic.tiny_cnn()
+
+
+@pytest.fixture(scope="module")
+def batches16():
+  """64 random 16x16 float images with random labels, batches of 16 (seed 0)."""
+  return synthetic.random_float_dataset(synthetic.TINY_SIZE)
+
+
+@pytest.fixture(scope="module")
+def int8_bytes(model, images):
+  """The test file's `model` fixture as full INT8 TFLite, calibrated on its `images` fixture."""
+  return tflite.convert(model, "int8", images)
+
+
+@pytest.fixture(scope="module")
+def float_bytes(model):
+  """The test file's `model` fixture as float32 TFLite."""
+  return tflite.convert(model, "float32")

@@ -5,6 +5,7 @@ cropping can be checked from the pixels: the ROI colour encodes the class.
 """
 
 import io
+import itertools
 import os
 import zipfile
 
@@ -51,6 +52,18 @@ def csv_text(header, rows, delimiter):
   return "\r\n".join(delimiter.join(str(v) for v in row) for row in [header] + rows) + "\r\n"
 
 
+def _train_specs(classes, tracks, frames):
+  """Yields (n, class, track, frame, width, height) of every training image, n from 0."""
+  for n, (c, track, frame) in enumerate(itertools.product(classes, range(tracks), range(frames))):
+    yield (n, c, track, frame) + SIZES[n % len(SIZES)]
+
+
+def _test_specs(classes, per_class):
+  """Yields (i, class, width, height) of every test image, the classes taking turns."""
+  for i in range(per_class * len(classes)):
+    yield (i, classes[i % len(classes)]) + SIZES[i % len(SIZES)]
+
+
 class OfficialLayout:
   """The three official archives, held as editable rows and members until `write`."""
 
@@ -61,18 +74,11 @@ class OfficialLayout:
     self.train_images = {}  # zip member -> bytes.
     self.test_rows = []
     self.test_images = {}
-    n = 0
-    for c in classes:
-      for track in range(tracks):
-        for frame in range(frames):
-          width, height = SIZES[n % len(SIZES)]
-          name = f"{track:05d}_{frame:05d}.ppm"
-          self.train_rows[c].append([name, width, height, *roi_of(width, height), c])
-          self.train_images[self.train_member(c, name)] = sign_image(width, height, c, variant=n)
-          n += 1
-    for i in range(test_per_class * len(classes)):
-      c = classes[i % len(classes)]
-      width, height = SIZES[i % len(SIZES)]
+    for n, c, track, frame, width, height in _train_specs(classes, tracks, frames):
+      name = f"{track:05d}_{frame:05d}.ppm"
+      self.train_rows[c].append([name, width, height, *roi_of(width, height), c])
+      self.train_images[self.train_member(c, name)] = sign_image(width, height, c, variant=n)
+    for i, c, width, height in _test_specs(classes, test_per_class):
       name = f"{i:05d}.ppm"
       self.test_rows.append([name, width, height, *roi_of(width, height), c])
       self.test_images[f"GTSRB/Final_Test/Images/{name}"] = sign_image(width, height, c,
@@ -103,18 +109,11 @@ class KaggleLayout:
 
   def __init__(self, classes=(0, 1, 2), tracks=2, frames=3, test_per_class=2):
     self.train_rows, self.test_rows, self.files = [], [], {}
-    n = 0
-    for c in classes:
-      for track in range(tracks):
-        for frame in range(frames):
-          width, height = SIZES[n % len(SIZES)]
-          path = f"Train/{c}/{c:05d}_{track:05d}_{frame:05d}.png"
-          self.train_rows.append([width, height, *roi_of(width, height), c, path])
-          self.files[path] = sign_image(width, height, c, "PNG", variant=n)
-          n += 1
-    for i in range(test_per_class * len(classes)):
-      c = classes[i % len(classes)]
-      width, height = SIZES[i % len(SIZES)]
+    for n, c, track, frame, width, height in _train_specs(classes, tracks, frames):
+      path = f"Train/{c}/{c:05d}_{track:05d}_{frame:05d}.png"
+      self.train_rows.append([width, height, *roi_of(width, height), c, path])
+      self.files[path] = sign_image(width, height, c, "PNG", variant=n)
+    for i, c, width, height in _test_specs(classes, test_per_class):
       path = f"Test/{i:05d}.png"
       self.test_rows.append([width, height, *roi_of(width, height), c, path])
       self.files[path] = sign_image(width, height, c, "PNG", variant=1000 + i)

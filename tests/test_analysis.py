@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,9 +11,8 @@ from tf_gtsrb.compression import analysis
 from tf_gtsrb.compression import channel_pruning
 from tf_gtsrb.keras import keras
 from tf_gtsrb.models import io as model_io
-from tf_gtsrb.models import traffic_sign_cnn
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import synthetic
+import tool_runner
 
 CHANNELS = (8, 8, 16, 16)
 SIZE = 16
@@ -23,13 +20,12 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _images(n=16, seed=1):
-  return np.random.default_rng(seed).uniform(0, 1, (n, SIZE, SIZE, 3)).astype(np.float32)
+  return synthetic.random_float_data(SIZE, n, seed)[0]
 
 
 def _strong_model(seed=0):
   """Every filter random (so distinct) with the same L1 norm; gamma 1, beta 1."""
-  keras.utils.set_random_seed(seed)
-  model = traffic_sign_cnn.build(channels=CHANNELS, input_size=SIZE)
+  model = synthetic.tiny_cnn(input_size=SIZE, channels=CHANNELS, seed=seed)
   rng = np.random.default_rng(seed)
   for i, n in enumerate(CHANNELS, start=1):
     conv = model.get_layer(f"conv{i}")
@@ -43,8 +39,7 @@ def _strong_model(seed=0):
 
 def _model_with_dead_channels(dead_share=0.25, seed=0):
   """A random model whose first `dead_share` of channels per layer output zero."""
-  keras.utils.set_random_seed(seed)
-  model = traffic_sign_cnn.build(channels=CHANNELS, input_size=SIZE)
+  model = synthetic.tiny_cnn(input_size=SIZE, channels=CHANNELS, seed=seed)
   rng = np.random.default_rng(seed)
   dead = {}
   for i, n in enumerate(CHANNELS, start=1):
@@ -186,13 +181,10 @@ def test_load_recommendations_rejects_bad_files(tmp_path):
 
 def test_analyze_tool_end_to_end(tmp_path, tiny_data_dir):
   model_path = str(tmp_path / "model.keras")
-  keras.utils.set_random_seed(0)
-  model_io.save_model(traffic_sign_cnn.build(channels=(4, 8, 8, 16), input_size=32), model_path)
+  model_io.save_model(synthetic.tiny_cnn(input_size=32), model_path)
   out = tmp_path / "analysis"
-  done = subprocess.run(
-      [sys.executable, os.path.join(REPO, "tools", "analyze.py"), f"--model={model_path}",
-       f"--data_dir={tiny_data_dir}", "--num_images=24", f"--output_dir={out}"],
-      capture_output=True, text=True, timeout=300, check=False)
+  done = tool_runner.run_tool("analyze", f"--model={model_path}", f"--data_dir={tiny_data_dir}",
+                              "--num_images=24", f"--output_dir={out}")
   assert done.returncode == 0, done.stderr[-3000:]
   assert "analysed on 24 training images" in done.stdout
   assert "| conv4 | 16 |" in done.stdout
@@ -202,8 +194,6 @@ def test_analyze_tool_end_to_end(tmp_path, tiny_data_dir):
 
 
 def test_analyze_tool_rejects_bad_flags(tmp_path):
-  done = subprocess.run(
-      [sys.executable, os.path.join(REPO, "tools", "analyze.py"),
-       f"--model={tmp_path}/missing.keras", f"--data_dir={tmp_path}"],
-      capture_output=True, text=True, timeout=120, check=False)
+  done = tool_runner.run_tool("analyze", f"--model={tmp_path}/missing.keras",
+                              f"--data_dir={tmp_path}", timeout=120)
   assert done.returncode == 1 and "model file not found" in done.stderr

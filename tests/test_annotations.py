@@ -85,25 +85,35 @@ def test_track_id_from_filename(name, expected):
   assert annotations.track_id_from_filename(name) == expected
 
 
+def _one_row(fields):
+  """The official header and one row, `00000_00000.ppm;<fields>` (its line 2)."""
+  return f"{HEADER}\n00000_00000.ppm;{fields}\n"
+
+
+# id -> (fields after the file name in the one row, what the line-2 error names).
+BAD_ROW = {
+    "too_many_fields": ("40;37;5;6;34;31;3;9", "got 9"),
+    "non_integer": ("forty;37;5;6;34;31;3", "Width"),
+    "float": ("40;37;5.5;6;34;31;3", "Roi.X1"),
+    "empty_field": ("40;37;5;6;34;31;", "ClassId"),
+    "roi_right_of_image": ("40;37;5;6;41;31;3", "ROI"),
+    "roi_below_image": ("40;37;5;6;34;38;3", "ROI"),
+    "roi_starts_at_edge": ("40;37;40;6;40;31;3", "ROI"),
+    "roi_negative": ("40;37;-1;6;34;31;3", "ROI"),
+    "roi_inverted": ("40;37;30;6;20;31;3", "ROI"),
+    "zero_size": ("0;37;0;0;0;0;3", "size"),
+    "class_43": ("40;37;5;6;34;31;43", "ClassId 43"),
+    "class_minus_1": ("40;37;5;6;34;31;-1", "ClassId -1"),
+}
+# id -> (CSV text, line of the error, what the error names).
 BAD_OFFICIAL = {
     "missing_column": ("Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;ClassId\n"
                        "00000_00000.ppm;40;37;5;6;34;3\n", 1, "Roi.Y2"),
-    "too_few_fields": (HEADER + "\n00000_00000.ppm;40;37;5;6;34;31;3\n"
-                       "00000_00001.ppm;40;37;5;6;34;31\n", 3, "expected 8 fields, got 7"),
-    "too_many_fields": (HEADER + "\n00000_00000.ppm;40;37;5;6;34;31;3;9\n", 2, "got 9"),
-    "non_integer": (HEADER + "\n00000_00000.ppm;forty;37;5;6;34;31;3\n", 2, "Width"),
-    "float": (HEADER + "\n00000_00000.ppm;40;37;5.5;6;34;31;3\n", 2, "Roi.X1"),
-    "empty_field": (HEADER + "\n00000_00000.ppm;40;37;5;6;34;31;\n", 2, "ClassId"),
-    "roi_right_of_image": (HEADER + "\n00000_00000.ppm;40;37;5;6;41;31;3\n", 2, "ROI"),
-    "roi_below_image": (HEADER + "\n00000_00000.ppm;40;37;5;6;34;38;3\n", 2, "ROI"),
-    "roi_starts_at_edge": (HEADER + "\n00000_00000.ppm;40;37;40;6;40;31;3\n", 2, "ROI"),
-    "roi_negative": (HEADER + "\n00000_00000.ppm;40;37;-1;6;34;31;3\n", 2, "ROI"),
-    "roi_inverted": (HEADER + "\n00000_00000.ppm;40;37;30;6;20;31;3\n", 2, "ROI"),
-    "zero_size": (HEADER + "\n00000_00000.ppm;0;37;0;0;0;0;3\n", 2, "size"),
-    "class_43": (HEADER + "\n00000_00000.ppm;40;37;5;6;34;31;43\n", 2, "ClassId 43"),
-    "class_minus_1": (HEADER + "\n00000_00000.ppm;40;37;5;6;34;31;-1\n", 2, "ClassId -1"),
+    "too_few_fields": (_one_row("40;37;5;6;34;31;3") + "00000_00001.ppm;40;37;5;6;34;31\n", 3,
+                       "expected 8 fields, got 7"),
+    **{name: (_one_row(fields), 2, what) for name, (fields, what) in BAD_ROW.items()},
     "empty_filename": (HEADER + "\n;40;37;5;6;34;31;3\n", 2, "file name"),
-    "error_after_blank_line": (HEADER + "\n00000_00000.ppm;40;37;5;6;34;31;3\n\n"
+    "error_after_blank_line": (_one_row("40;37;5;6;34;31;3") + "\n"
                                "00000_00001.ppm;40;37;5;6;34;31;x\n", 4, "ClassId"),
 }
 

@@ -220,22 +220,17 @@ def test_read_member(tmp_path):
 # Hostile and broken archives: all rejected, nothing written anywhere.
 
 
-def _symlink_entry():
-  info = zipfile.ZipInfo("link")
+def _unix_entry(name, mode):
+  """A ZipInfo made on Unix with file type and permission bits `mode`."""
+  info = zipfile.ZipInfo(name)
   info.create_system = 3
-  info.external_attr = (stat.S_IFLNK | 0o777) << 16
+  info.external_attr = mode << 16
   return info
 
 
-def _fifo_entry():
-  info = zipfile.ZipInfo("fifo")
-  info.create_system = 3
-  info.external_attr = (stat.S_IFIFO | 0o644) << 16
-  return info
-
-
-def _bomb(path):
-  return make_zip(path, [("ok.txt", b"x"), ("zeros.bin", bytes(4 << 20))])
+def _zip_of(*entries):
+  """A builder: a zip of `entries`, (name, bytes) pairs."""
+  return lambda path: make_zip(path, list(entries))
 
 
 def _forged_size(path):
@@ -257,38 +252,26 @@ def _forged_total(path):
   return path
 
 
-def _lying_small(path):
-  make_zip(path, [("lie.bin", b"z" * 5000 + os.urandom(5000))])
-  patch_header_field(path, "lie.bin", central={24: ("<I", 100)},
-                     local={22: ("<I", 100)})
-  return path
+def _lying(half, declared):
+  """A builder: 'lie.bin' (`half` bytes of z, `half` random) declaring `declared` bytes."""
+  def build(path):
+    make_zip(path, [("lie.bin", b"z" * half + os.urandom(half))])
+    patch_header_field(path, "lie.bin", central={24: ("<I", declared)},
+                       local={22: ("<I", declared)})
+    return path
+  return build
 
 
-def _lying_large(path):
-  make_zip(path, [("lie.bin", b"z" * 500 + os.urandom(500))])
-  patch_header_field(path, "lie.bin", central={24: ("<I", 5000)},
-                     local={22: ("<I", 5000)})
-  return path
-
-
-def _nul_name(path):
-  make_zip(path, [("okXevil.txt", b"x")])
-  patch_bytes(path, b"okXevil.txt", b"ok\x00evil.txt")
-  return path
-
-
-def _bad_utf8(path):
-  make_zip(path, [("bad_XX.txt", b"x")])
-  patch_header_field(path, "bad_XX.txt", central={8: ("<H", 0x800)},
-                     local={6: ("<H", 0x800)})
-  patch_bytes(path, b"bad_XX.txt", b"bad_\xff\xfe.txt")
-  return path
-
-
-def _unflagged_non_ascii(path):
-  make_zip(path, [("bad_XX.txt", b"x")])
-  patch_bytes(path, b"bad_XX.txt", b"bad_\xe9\x81.txt")
-  return path
+def _raw_name(placeholder, raw, utf8_flag=False):
+  """A builder: one entry named by the bytes `raw` (written as `placeholder`, then patched)."""
+  def build(path):
+    make_zip(path, [(placeholder, b"x")])
+    if utf8_flag:
+      patch_header_field(path, placeholder, central={8: ("<H", 0x800)},
+                         local={6: ("<H", 0x800)})
+    patch_bytes(path, placeholder.encode(), raw)
+    return path
+  return build
 
 
 def _truncated(path):
@@ -326,40 +309,37 @@ def _encrypted(path):
 
 # kind -> (builder(path) -> path, regex the error message must match).
 HOSTILE = {
-    "zip_slip": (lambda p: make_zip(p, [("ok.txt", b"x"), ("../evil.txt", b"pwned")]),
+    "zip_slip": (_zip_of(("ok.txt", b"x"), ("../evil.txt", b"pwned")),
                  r"'\.\./evil.txt': path escapes"),
-    "zip_slip_nested": (lambda p: make_zip(p, [("a/b/../../../evil.txt", b"pwned")]),
-                        "path escapes"),
-    "zip_slip_backslash": (lambda p: make_zip(p, [("..\\evil.txt", b"pwned")]),
-                           "path escapes"),
-    "absolute_posix": (lambda p: make_zip(p, [("/tmp/evil.txt", b"pwned")]),
-                       "absolute path"),
-    "absolute_drive": (lambda p: make_zip(p, [("C:\\evil.txt", b"pwned")]),
-                       "absolute path"),
-    "absolute_drive_slash": (lambda p: make_zip(p, [("C:/evil.txt", b"pwned")]),
-                             "absolute path"),
-    "absolute_unc": (lambda p: make_zip(p, [("\\\\server\\share\\evil.txt", b"pwned")]),
-                     "absolute path"),
-    "nul_in_name": (_nul_name, "NUL"),
-    "control_char": (lambda p: make_zip(p, [("evil\x1b[2J.txt", b"x")]),
-                     "control characters"),
-    "symlink": (lambda p: make_zip(p, [("ok.txt", b"x"), (_symlink_entry(), b"/etc/passwd")]),
-                "'link': symbolic links"),
-    "fifo": (lambda p: make_zip(p, [(_fifo_entry(), b"")]), "special files"),
-    "duplicate": (lambda p: make_zip(p, [("a.txt", b"1"), ("a.txt", b"2")]),
-                  "same path"),
-    "duplicate_normalized": (
-        lambda p: make_zip(p, [("a/b.txt", b"1"), ("a/./b.txt", b"2")]), "same path"),
-    "file_and_dir": (lambda p: make_zip(p, [("a", b"1"), ("a/b.txt", b"2")]),
-                     "both a file and a directory"),
-    "bad_utf8_name": (_bad_utf8, "not valid UTF-8"),
-    "non_ascii_without_utf8_flag": (_unflagged_non_ascii, "without the UTF-8 flag"),
-    "bomb_ratio": (_bomb, "'zeros.bin' expands .* zip bomb"),
+    "zip_slip_nested": (_zip_of(("a/b/../../../evil.txt", b"pwned")), "path escapes"),
+    "zip_slip_backslash": (_zip_of(("..\\evil.txt", b"pwned")), "path escapes"),
+    "absolute_posix": (_zip_of(("/tmp/evil.txt", b"pwned")), "absolute path"),
+    "absolute_drive": (_zip_of(("C:\\evil.txt", b"pwned")), "absolute path"),
+    "absolute_drive_slash": (_zip_of(("C:/evil.txt", b"pwned")), "absolute path"),
+    "absolute_unc": (_zip_of(("\\\\server\\share\\evil.txt", b"pwned")), "absolute path"),
+    "nul_in_name": (_raw_name("okXevil.txt", b"ok\x00evil.txt"), "NUL"),
+    "control_char": (_zip_of(("evil\x1b[2J.txt", b"x")), "control characters"),
+    # Each archive gets a fresh ZipInfo: writing one into a zip updates it.
+    "symlink": (
+        lambda p: make_zip(p, [("ok.txt", b"x"),
+                               (_unix_entry("link", stat.S_IFLNK | 0o777), b"/etc/passwd")]),
+        "'link': symbolic links"),
+    "fifo": (lambda p: make_zip(p, [(_unix_entry("fifo", stat.S_IFIFO | 0o644), b"")]),
+             "special files"),
+    "duplicate": (_zip_of(("a.txt", b"1"), ("a.txt", b"2")), "same path"),
+    "duplicate_normalized": (_zip_of(("a/b.txt", b"1"), ("a/./b.txt", b"2")), "same path"),
+    "file_and_dir": (_zip_of(("a", b"1"), ("a/b.txt", b"2")), "both a file and a directory"),
+    "bad_utf8_name": (_raw_name("bad_XX.txt", b"bad_\xff\xfe.txt", utf8_flag=True),
+                      "not valid UTF-8"),
+    "non_ascii_without_utf8_flag": (_raw_name("bad_XX.txt", b"bad_\xe9\x81.txt"),
+                                    "without the UTF-8 flag"),
+    "bomb_ratio": (_zip_of(("ok.txt", b"x"), ("zeros.bin", bytes(4 << 20))),
+                   "'zeros.bin' expands .* zip bomb"),
     "bomb_forged_size": (_forged_size, "'big.bin' expands .* zip bomb"),
     "bomb_forged_total": (_forged_total, "uncompressed in all: zip bomb"),
     "bomb_overlapping": (_overlapping, "overlaps"),
-    "lying_header_small": (_lying_small, "'lie.bin' is corrupt"),
-    "lying_header_large": (_lying_large, "'lie.bin' is truncated"),
+    "lying_header_small": (_lying(5000, declared=100), "'lie.bin' is corrupt"),
+    "lying_header_large": (_lying(500, declared=5000), "'lie.bin' is truncated"),
     "encrypted": (_encrypted, "encrypted"),
     "truncated": (_truncated, "not a zip archive or truncated"),
     "not_a_zip": (_not_a_zip, "not a zip archive"),

@@ -4,8 +4,6 @@ No timing figure is asserted: only that measurements exist and are consistent.
 """
 
 import os
-import subprocess
-import sys
 
 import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 
@@ -19,25 +17,15 @@ from tf_gtsrb.benchmark import runners
 from tf_gtsrb.export import tflite
 from tf_gtsrb.keras import keras
 from tf_gtsrb.models import io as model_io
-from tf_gtsrb.models import traffic_sign_cnn
+import synthetic
+import tool_runner
 
 SIZE = 32
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _images(n=64, seed=0, low=0, high=255):
-  """Blocky RGB images (8x8 blocks plus noise)."""
-  rng = np.random.default_rng(seed)
-  blocks = rng.integers(low, high + 1, (n, SIZE // 8, SIZE // 8, 3))
-  images = np.repeat(np.repeat(blocks, 8, axis=1), 8, axis=2)
-  images = images + rng.integers(-15, 16, images.shape)
-  return np.clip(images, low, high).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
 def model(images):
-  keras.utils.set_random_seed(0)
-  net = traffic_sign_cnn.build(channels=(4, 8, 8, 16), input_size=SIZE)
+  net = synthetic.tiny_cnn(input_size=SIZE)
   # A random net maps every image to about the same class; centre and scale the
   # logits on the test images so that the predictions spread over classes.
   features = keras.Model(net.input, net.get_layer("gap").output)(images / 255.0).numpy()
@@ -51,22 +39,12 @@ def model(images):
 
 @pytest.fixture(scope="module")
 def images():
-  return _images()
+  return synthetic.blocky_images(64, SIZE)
 
 
 @pytest.fixture(scope="module")
 def labels(images):
   return np.arange(len(images)) % 43
-
-
-@pytest.fixture(scope="module")
-def int8_bytes(model, images):
-  return tflite.convert(model, "int8", images)
-
-
-@pytest.fixture(scope="module")
-def float_bytes(model):
-  return tflite.convert(model, "float32")
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +90,7 @@ def test_int8_input_is_pixel_minus_128(int8_bytes, images):
 def test_runner_uses_the_recorded_input_quantization(model):
   """A model calibrated on dark images (another input scale) is still fed correctly."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  dark = _images(32, seed=1, low=0, high=100)
+  dark = synthetic.blocky_images(32, SIZE, seed=1, low=0, high=100)
 
   def representative():
     for image in dark:
@@ -262,12 +240,10 @@ def test_benchmark_models(model_files, images, labels):
 def test_benchmark_tool_end_to_end(tmp_path, model_files, tiny_data_dir):
   out = tmp_path / "bench"
   models = ",".join(f"{name}={path}" for name, path in model_files.items())
-  done = subprocess.run(
-      [sys.executable, os.path.join(REPO, "tools", "benchmark_tflite.py"), f"--models={models}",
-       f"--data_dir={tiny_data_dir}", "--limit=48", "--latency_rounds=3", "--warmup=1",
-       "--batch_size=16", "--reference=keras_float", "--agreement=tflite_float,keras_float",
-       f"--output_dir={out}", "--nomemory"],
-      capture_output=True, text=True, timeout=300, check=False)
+  done = tool_runner.run_tool(
+      "benchmark_tflite", f"--models={models}", f"--data_dir={tiny_data_dir}", "--limit=48",
+      "--latency_rounds=3", "--warmup=1", "--batch_size=16", "--reference=keras_float",
+      "--agreement=tflite_float,keras_float", f"--output_dir={out}", "--nomemory")
   assert done.returncode == 0, done.stderr[-3000:]
   assert "CPU:" in done.stdout and "threads: 1" in done.stdout
   assert "agreement tflite_float vs keras_float: 100.00%" in done.stdout
@@ -277,9 +253,7 @@ def test_benchmark_tool_end_to_end(tmp_path, model_files, tiny_data_dir):
 
 
 def test_benchmark_tool_rejects_bad_flags(tmp_path):
-  done = subprocess.run(
-      [sys.executable, os.path.join(REPO, "tools", "benchmark_tflite.py"),
-       f"--models=a={tmp_path}/missing.tflite", f"--data_dir={tmp_path}",
-       f"--output_dir={tmp_path}/out"],
-      capture_output=True, text=True, timeout=120, check=False)
+  done = tool_runner.run_tool("benchmark_tflite", f"--models=a={tmp_path}/missing.tflite",
+                              f"--data_dir={tmp_path}", f"--output_dir={tmp_path}/out",
+                              timeout=120)
   assert done.returncode == 1 and "model file not found" in done.stderr

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,8 +11,8 @@ from tf_gtsrb.compression import channel_pruning
 from tf_gtsrb.keras import keras
 from tf_gtsrb.models import io as model_io
 from tf_gtsrb.models import traffic_sign_cnn
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import synthetic
+import tool_runner
 
 CHANNELS = (4, 8, 8, 16)
 SIZE = 16
@@ -22,8 +20,7 @@ SIZE = 16
 
 def _random_model(channels=CHANNELS, seed=0):
   """A tiny TrafficSignCNN with random weights and random BN statistics."""
-  keras.utils.set_random_seed(seed)
-  model = traffic_sign_cnn.build(channels=channels, input_size=SIZE, dropout=0.5)
+  model = synthetic.tiny_cnn(input_size=SIZE, channels=channels, seed=seed)
   rng = np.random.default_rng(seed)
   for i, n in enumerate(channels, start=1):
     model.get_layer(f"bn{i}").set_weights([
@@ -38,7 +35,7 @@ def _random_model(channels=CHANNELS, seed=0):
 
 
 def _images(n=6, seed=1):
-  return np.random.default_rng(seed).uniform(0, 1, (n, SIZE, SIZE, 3)).astype(np.float32)
+  return synthetic.random_float_data(SIZE, n, seed)[0]
 
 
 def _logits_model(model):
@@ -183,23 +180,17 @@ def test_prune_summary():
   assert summary["conv4"]["kept_indices"] == kept["conv4"]
 
 
-def _tool(*args):
-  return subprocess.run(
-      [sys.executable, os.path.join(REPO, "tools", "prune_channels.py"), *args],
-      capture_output=True, text=True, timeout=300, check=False)
-
-
 def test_prune_tool_end_to_end(tmp_path, tiny_data_dir):
   model_path = str(tmp_path / "model.keras")
-  keras.utils.set_random_seed(0)
-  model_io.save_model(traffic_sign_cnn.build(channels=(4, 8, 8, 16), input_size=32), model_path)
+  model_io.save_model(synthetic.tiny_cnn(input_size=32), model_path)
   analysis_path = tmp_path / "analysis.json"
   analysis_path.write_text(json.dumps({"recommended_percentages": {
       "conv1": 25.0, "conv2": 50.0, "conv3": 0.0, "conv4": 25.0}}))
   out = tmp_path / "pruned"
-  done = _tool(f"--model={model_path}", f"--data_dir={tiny_data_dir}", f"--output_dir={out}",
-               f"--analysis={analysis_path}", "--criterion=bn_gamma", "--epochs=1",
-               "--steps_per_epoch=2", "--batch_size=16", "--verbose=0")
+  done = tool_runner.run_tool(
+      "prune_channels", f"--model={model_path}", f"--data_dir={tiny_data_dir}",
+      f"--output_dir={out}", f"--analysis={analysis_path}", "--criterion=bn_gamma", "--epochs=1",
+      "--steps_per_epoch=2", "--batch_size=16", "--verbose=0")
   assert done.returncode == 0, done.stderr[-3000:]
   assert "| conv2 | 8 | 4 | 50.0 |" in done.stdout
   assert {"pruned.keras", "prune_config.json", "evaluation.json", "evaluation.md"} <= set(
@@ -223,9 +214,4 @@ def test_prune_tool_end_to_end(tmp_path, tiny_data_dir):
     (["--percent=10", "--epochs=-1"], "--epochs"),
 ])
 def test_prune_tool_rejects_bad_flags(tmp_path, args, message):
-  out = tmp_path / "out"
-  done = _tool(f"--model={tmp_path}/missing.keras", f"--data_dir={tmp_path}",
-               f"--output_dir={out}", *args)
-  assert done.returncode == 1
-  assert message in done.stderr
-  assert not out.exists()
+  tool_runner.assert_rejects_flags("prune_channels", tmp_path, args, message)

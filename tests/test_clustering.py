@@ -4,36 +4,21 @@ import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from tf_gtsrb import errors
 from tf_gtsrb.compression import clustering
-from tf_gtsrb.compression import magnitude_pruning as mp
 from tf_gtsrb.keras import keras
 from tf_gtsrb.models import io as model_io
 from tf_gtsrb.models import traffic_sign_cnn
+import synthetic
+from synthetic import KERNEL_LAYERS
 
-SIZE = 16
-KERNEL_LAYERS = ("conv1", "conv2", "conv3", "conv4", "logits")
-
-
-@pytest.fixture(scope="module")
-def model():
-  tf.keras.utils.set_random_seed(0)
-  return traffic_sign_cnn.build(channels=(4, 8, 8, 16), input_size=SIZE)
+SIZE = synthetic.TINY_SIZE
 
 
-@pytest.fixture(scope="module")
-def dataset():
-  rng = np.random.default_rng(0)
-  images = rng.random((64, SIZE, SIZE, 3), dtype=np.float32)
-  labels = rng.integers(0, 43, 64)
-  return tf.data.Dataset.from_tensor_slices((images, labels)).batch(16)
-
-
-def test_clustered_kernels_hold_at_most_n_values(model, dataset, tmp_path):
-  assert min(clustering.unique_weight_counts(model).values()) > 8
-  clustered = clustering.cluster_and_fine_tune(model, dataset, dataset, number_of_clusters=8,
+def test_clustered_kernels_hold_at_most_n_values(cnn16, batches16, tmp_path):
+  assert min(clustering.unique_weight_counts(cnn16).values()) > 8
+  clustered = clustering.cluster_and_fine_tune(cnn16, batches16, batches16, number_of_clusters=8,
                                                epochs=1, learning_rate=1e-3, verbose=0)
   assert not any(isinstance(layer, keras.layers.Wrapper) for layer in clustered.layers)
   counts = clustering.unique_weight_counts(clustered)
@@ -44,15 +29,9 @@ def test_clustered_kernels_hold_at_most_n_values(model, dataset, tmp_path):
   assert clustering.unique_weight_counts(model_io.load_model(path)) == counts
 
 
-def test_sparsity_preserving_clustering_keeps_zeros(model, dataset):
-  rng = np.random.default_rng(1)
-  sparse = mp.copy_model(model)
-  for name in KERNEL_LAYERS:
-    layer = sparse.get_layer(name)
-    weights = layer.get_weights()
-    weights[0][rng.random(weights[0].shape) < 0.5] = 0.0
-    layer.set_weights(weights)
-  clustered = clustering.cluster_and_fine_tune(sparse, dataset.take(2), dataset.take(1),
+def test_sparsity_preserving_clustering_keeps_zeros(cnn16, batches16):
+  sparse = synthetic.random_sparse_copy(cnn16)
+  clustered = clustering.cluster_and_fine_tune(sparse, batches16.take(2), batches16.take(1),
                                                number_of_clusters=8, epochs=1,
                                                learning_rate=1e-3, verbose=0)
   for name in KERNEL_LAYERS:
@@ -62,19 +41,19 @@ def test_sparsity_preserving_clustering_keeps_zeros(model, dataset):
     assert np.unique(kernel).size <= 8 + 1, name  # the zeros plus N clusters at most
 
 
-def test_cluster_weights_wraps_only_conv_and_dense(model):
-  wrapped = clustering.cluster_weights(model, number_of_clusters=4)
+def test_cluster_weights_wraps_only_conv_and_dense(cnn16):
+  wrapped = clustering.cluster_weights(cnn16, number_of_clusters=4)
   names = [layer.layer.name for layer in wrapped.layers if isinstance(layer, keras.layers.Wrapper)]
   assert names == list(KERNEL_LAYERS)
-  assert clustering.strip(wrapped).count_params() == model.count_params()
+  assert clustering.strip(wrapped).count_params() == cnn16.count_params()
 
 
 @pytest.mark.parametrize("clusters", [0, 1, 257, 2.5, "16", True])
-def test_bad_number_of_clusters_is_config_error(model, dataset, clusters):
+def test_bad_number_of_clusters_is_config_error(cnn16, batches16, clusters):
   with pytest.raises(errors.ConfigError, match="number_of_clusters"):
-    clustering.cluster_weights(model, clusters)
+    clustering.cluster_weights(cnn16, clusters)
   with pytest.raises(errors.ConfigError, match="number_of_clusters"):
-    clustering.cluster_and_fine_tune(model, dataset, dataset, clusters)
+    clustering.cluster_and_fine_tune(cnn16, batches16, batches16, clusters)
 
 
 def test_more_clusters_than_weights_is_config_error():

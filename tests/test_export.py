@@ -1,8 +1,6 @@
 """Tests of tf_gtsrb.export: TFLite conversion, integer checks, C arrays, labels."""
 
 import os
-import subprocess
-import sys
 
 import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 
@@ -18,41 +16,21 @@ from tf_gtsrb.export import labels
 from tf_gtsrb.export import tflite
 from tf_gtsrb.keras import keras
 from tf_gtsrb.models import io as model_io
-from tf_gtsrb.models import traffic_sign_cnn
+import synthetic
+import tool_runner
 
 SIZE = 32
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _images(n=64, seed=0, low=10, high=245):
-  """Blocky RGB images (8x8 blocks plus noise), pixel values within [low, high]."""
-  rng = np.random.default_rng(seed)
-  blocks = rng.integers(low, high + 1, (n, SIZE // 8, SIZE // 8, 3))
-  images = np.repeat(np.repeat(blocks, 8, axis=1), 8, axis=2)
-  images = images + rng.integers(-15, 16, images.shape)
-  return np.clip(images, low, high).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
 def model():
-  keras.utils.set_random_seed(0)
-  return traffic_sign_cnn.build(channels=(4, 8, 8, 16), input_size=SIZE)
+  return synthetic.tiny_cnn(input_size=SIZE)
 
 
 @pytest.fixture(scope="module")
 def images():
   # No pixel is 0 or 255: conversion must still reach the full input range.
-  return _images()
-
-
-@pytest.fixture(scope="module")
-def int8_bytes(model, images):
-  return tflite.convert(model, "int8", images)
-
-
-@pytest.fixture(scope="module")
-def float_bytes(model):
-  return tflite.convert(model, "float32")
+  return synthetic.blocky_images(64, SIZE, low=10, high=245)
 
 
 def test_int8_model_is_fully_integer(int8_bytes):
@@ -115,12 +93,12 @@ def test_macs_and_params_from_flatbuffer(model, int8_bytes, float_bytes):
 
 
 def test_with_full_range():
-  images = _images(4, low=30, high=200)
+  images = synthetic.blocky_images(4, SIZE, low=30, high=200)
   full = tflite.with_full_range(images)
   assert full.min() == 0 and full.max() == 255
   assert np.count_nonzero(full != images) <= 6  # Two pixels of the first image.
   assert images.min() == 30  # The input is not modified.
-  already = _images(4, low=0, high=255)
+  already = synthetic.blocky_images(4, SIZE, low=0, high=255)
   already[0, 0, 0, 0], already[0, 0, 0, 1] = 0, 255
   assert tflite.with_full_range(already) is already
 
@@ -225,8 +203,7 @@ def test_read_labels_rejects_bad_files(tmp_path):
 
 
 def _tool(*args):
-  return subprocess.run([sys.executable, os.path.join(REPO, "tools", "convert.py"), *args],
-                        capture_output=True, text=True, timeout=300, check=False)
+  return tool_runner.run_tool("convert", *args)
 
 
 def test_convert_tool_rejects_bad_flags(tmp_path):

@@ -4,7 +4,6 @@ import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from tf_gtsrb import errors
 from tf_gtsrb.compression import channel_pruning
@@ -14,22 +13,6 @@ from tf_gtsrb.keras import keras
 from tf_gtsrb.models import io as model_io
 from tf_gtsrb.models import traffic_sign_cnn
 
-SIZE = 16
-
-
-@pytest.fixture(scope="module")
-def model():
-  tf.keras.utils.set_random_seed(0)
-  return traffic_sign_cnn.build(channels=(4, 8, 8, 16), input_size=SIZE)
-
-
-@pytest.fixture(scope="module")
-def dataset():
-  rng = np.random.default_rng(0)
-  images = rng.random((64, SIZE, SIZE, 3), dtype=np.float32)
-  labels = rng.integers(0, 43, 64)
-  return tf.data.Dataset.from_tensor_slices((images, labels)).batch(16)
-
 
 def _kernels(model):
   return {layer.name: layer.get_weights()[0] for layer in model.layers
@@ -37,9 +20,9 @@ def _kernels(model):
 
 
 @pytest.mark.parametrize("target", [0.5, 0.8])
-def test_prune_and_fine_tune_reaches_target_sparsity(model, dataset, target):
-  before = [w.copy() for w in model.get_weights()]
-  pruned = mp.prune_and_fine_tune(model, dataset, dataset, target, epochs=1, verbose=0)
+def test_prune_and_fine_tune_reaches_target_sparsity(cnn16, batches16, target):
+  before = [w.copy() for w in cnn16.get_weights()]
+  pruned = mp.prune_and_fine_tune(cnn16, batches16, batches16, target, epochs=1, verbose=0)
   assert not any(isinstance(layer, keras.layers.Wrapper) for layer in pruned.layers)
   kernels = _kernels(pruned)
   assert set(kernels) == {"conv1", "conv2", "conv3", "conv4", "logits"}
@@ -47,20 +30,20 @@ def test_prune_and_fine_tune_reaches_target_sparsity(model, dataset, target):
     assert np.mean(kernel == 0) == pytest.approx(target, abs=0.015), name
   assert mp.sparsity_report(pruned)["sparsity"] == pytest.approx(target, abs=0.01)
   # The input model is not touched.
-  for old, new in zip(before, model.get_weights()):
+  for old, new in zip(before, cnn16.get_weights()):
     np.testing.assert_array_equal(old, new)
 
 
-def test_channel_pruned_model_prunes_too(model, dataset):
-  thin = channel_pruning.prune_channels(model, 50)
+def test_channel_pruned_model_prunes_too(cnn16, batches16):
+  thin = channel_pruning.prune_channels(cnn16, 50)
   assert traffic_sign_cnn.channels_of(thin) == (2, 4, 4, 8)
-  pruned = mp.prune_and_fine_tune(thin, dataset, dataset, 0.5, epochs=1, verbose=0)
+  pruned = mp.prune_and_fine_tune(thin, batches16, batches16, 0.5, epochs=1, verbose=0)
   assert traffic_sign_cnn.channels_of(pruned) == (2, 4, 4, 8)
   assert mp.sparsity_report(pruned)["sparsity"] == pytest.approx(0.5, abs=0.02)
 
 
-def test_stripped_sparse_model_round_trips(model, dataset, tmp_path):
-  pruned = mp.prune_and_fine_tune(model, dataset, dataset, 0.5, epochs=1, verbose=0)
+def test_stripped_sparse_model_round_trips(cnn16, batches16, tmp_path):
+  pruned = mp.prune_and_fine_tune(cnn16, batches16, batches16, 0.5, epochs=1, verbose=0)
   path = str(tmp_path / "pruned_sparse.keras")
   model_io.save_model(pruned, path)
   assert not quantization.is_quantize_aware_file(path)
@@ -70,23 +53,23 @@ def test_stripped_sparse_model_round_trips(model, dataset, tmp_path):
 
 
 @pytest.mark.parametrize("target", [-0.1, 1.0, 1.5, "0.5", True, None])
-def test_bad_target_sparsity_is_config_error(model, dataset, target):
+def test_bad_target_sparsity_is_config_error(cnn16, batches16, target):
   with pytest.raises(errors.ConfigError, match="target_sparsity"):
-    mp.apply_magnitude_pruning(model, target, end_step=10)
+    mp.apply_magnitude_pruning(cnn16, target, end_step=10)
   with pytest.raises(errors.ConfigError, match="target_sparsity"):
-    mp.prune_and_fine_tune(model, dataset, dataset, target, epochs=1)
+    mp.prune_and_fine_tune(cnn16, batches16, batches16, target, epochs=1)
 
 
 @pytest.mark.parametrize("kwargs", [
     {"end_step": 0}, {"end_step": 5, "begin_step": 5}, {"end_step": 10, "frequency": 0},
     {"end_step": 10, "initial_sparsity": 0.9}, {"end_step": 10, "begin_step": -1}])
-def test_bad_schedule_is_config_error(model, kwargs):
+def test_bad_schedule_is_config_error(cnn16, kwargs):
   with pytest.raises(errors.ConfigError):
-    mp.apply_magnitude_pruning(model, 0.5, **kwargs)
+    mp.apply_magnitude_pruning(cnn16, 0.5, **kwargs)
 
 
-def test_apply_wraps_only_conv_and_dense(model):
-  pruned = mp.apply_magnitude_pruning(model, 0.5, end_step=10)
+def test_apply_wraps_only_conv_and_dense(cnn16):
+  pruned = mp.apply_magnitude_pruning(cnn16, 0.5, end_step=10)
   wrapped = [layer.layer.name for layer in pruned.layers
              if type(layer).__name__ == "PruneLowMagnitude"]
   assert wrapped == ["conv1", "conv2", "conv3", "conv4", "logits"]
@@ -95,9 +78,9 @@ def test_apply_wraps_only_conv_and_dense(model):
     mp.apply_magnitude_pruning(pruned, 0.5, end_step=10)
 
 
-def test_endless_dataset_needs_steps_per_epoch(model, dataset):
+def test_endless_dataset_needs_steps_per_epoch(cnn16, batches16):
   with pytest.raises(errors.ConfigError, match="steps_per_epoch"):
-    mp.prune_and_fine_tune(model, dataset.repeat(), dataset, 0.5, epochs=1)
+    mp.prune_and_fine_tune(cnn16, batches16.repeat(), batches16, 0.5, epochs=1)
 
 
 def test_schedule_steps_end_on_a_mask_update_within_training():
@@ -109,8 +92,8 @@ def test_schedule_steps_end_on_a_mask_update_within_training():
     mp.schedule_steps(1)
 
 
-def test_sparsity_report_counts_zeros(model):
-  copy = mp.copy_model(model)
+def test_sparsity_report_counts_zeros(cnn16):
+  copy = mp.copy_model(cnn16)
   layer = copy.get_layer("conv2")
   kernel = layer.get_weights()[0]
   kernel.reshape(-1)[:100] = 0.0

@@ -8,8 +8,7 @@ import pytest
 from tf_gtsrb.export import flatbuffer
 from tf_gtsrb.export import micro
 from tf_gtsrb.export import tflite
-from tf_gtsrb.keras import keras
-from tf_gtsrb.models import traffic_sign_cnn
+import synthetic
 
 SIZE = 32
 CHANNELS = (4, 8, 8, 16)
@@ -17,19 +16,13 @@ CHANNELS = (4, 8, 8, 16)
 
 @pytest.fixture(scope="module")
 def model():
-  keras.utils.set_random_seed(0)
-  return traffic_sign_cnn.build(channels=CHANNELS, input_size=SIZE)
+  return synthetic.tiny_cnn(input_size=SIZE, channels=CHANNELS)
 
 
 @pytest.fixture(scope="module")
-def int8_bytes(model):
-  images = np.random.default_rng(0).integers(0, 256, (16, SIZE, SIZE, 3), dtype=np.uint8)
-  return tflite.convert(model, "int8", images)
-
-
-@pytest.fixture(scope="module")
-def float_bytes(model):
-  return tflite.convert(model, "float32")
+def images():
+  """Calibration images for the `int8_bytes` fixture."""
+  return np.random.default_rng(0).integers(0, 256, (16, SIZE, SIZE, 3), dtype=np.uint8)
 
 
 def test_resolver_lists_exactly_the_models_ops(int8_bytes):

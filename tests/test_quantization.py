@@ -3,13 +3,9 @@
 import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
 from tf_gtsrb import errors
@@ -18,38 +14,21 @@ from tf_gtsrb.compression import magnitude_pruning as mp
 from tf_gtsrb.compression import quantization
 from tf_gtsrb.keras import keras
 from tf_gtsrb.models import io as model_io
-from tf_gtsrb.models import traffic_sign_cnn
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SIZE = 16
-KERNEL_LAYERS = ("conv1", "conv2", "conv3", "conv4", "logits")
+import synthetic
+from synthetic import KERNEL_LAYERS
+import tool_runner
 
 
 @pytest.fixture(scope="module")
-def model():
-  tf.keras.utils.set_random_seed(0)
-  return traffic_sign_cnn.build(channels=(4, 8, 8, 16), input_size=SIZE)
+def images():
+  """The images of `batches16`, in order."""
+  return synthetic.random_float_data(synthetic.TINY_SIZE)[0]
 
 
 @pytest.fixture(scope="module")
-def data():
-  rng = np.random.default_rng(0)
-  images = rng.random((64, SIZE, SIZE, 3), dtype=np.float32)
-  labels = rng.integers(0, 43, 64)
-  return images, labels, tf.data.Dataset.from_tensor_slices((images, labels)).batch(16)
-
-
-@pytest.fixture(scope="module")
-def sparse_model(model):
-  """`model` with half of every Conv2D/Dense kernel set to zero at random."""
-  rng = np.random.default_rng(1)
-  sparse = mp.copy_model(model)
-  for name in KERNEL_LAYERS:
-    layer = sparse.get_layer(name)
-    weights = layer.get_weights()
-    weights[0][rng.random(weights[0].shape) < 0.5] = 0.0
-    layer.set_weights(weights)
-  return sparse
+def sparse_model(cnn16):
+  """`cnn16` with half of every Conv2D/Dense kernel set to zero at random."""
+  return synthetic.random_sparse_copy(cnn16)
 
 
 def _wrapped_kernels(qat_model):
@@ -69,22 +48,21 @@ def _round_trip(qat_model, images, tmp_path):
   return loaded
 
 
-def test_every_layer_is_quantize_wrapped(model):
-  qat_model = quantization.quantize_aware(model)
+def test_every_layer_is_quantize_wrapped(cnn16):
+  qat_model = quantization.quantize_aware(cnn16)
   assert quantization.is_quantize_aware(qat_model)
-  assert not quantization.is_quantize_aware(model)
+  assert not quantization.is_quantize_aware(cnn16)
   inner = [layer for layer in qat_model.layers if not isinstance(layer, keras.layers.InputLayer)]
   assert type(inner[0]).__name__ == "QuantizeLayer"
   assert all(isinstance(layer, tfmot.quantization.keras.QuantizeWrapperV2)
              for layer in inner[1:])
   assert [layer.layer.name for layer in inner[1:]] == [
-      layer.name for layer in model.layers[1:]]
+      layer.name for layer in cnn16.layers[1:]]
 
 
-def test_qat_trains_predicts_and_round_trips(model, data, tmp_path):
-  images, _, dataset = data
-  before = _wrapped_kernels(quantization.quantize_aware(model))
-  qat_model = quantization.qat_fine_tune(model, dataset.take(1), dataset.take(1), epochs=1,
+def test_qat_trains_predicts_and_round_trips(cnn16, batches16, images, tmp_path):
+  before = _wrapped_kernels(quantization.quantize_aware(cnn16))
+  qat_model = quantization.qat_fine_tune(cnn16, batches16.take(1), batches16.take(1), epochs=1,
                                          learning_rate=1e-2, verbose=0)
   after = _wrapped_kernels(qat_model)
   assert any(not np.array_equal(before[name], after[name]) for name in KERNEL_LAYERS)
@@ -94,12 +72,11 @@ def test_qat_trains_predicts_and_round_trips(model, data, tmp_path):
   _round_trip(qat_model, images, tmp_path)
 
 
-def test_pqat_keeps_zeros_of_a_sparse_model(model, sparse_model, data, tmp_path):
-  images, _, dataset = data
+def test_pqat_keeps_zeros_of_a_sparse_model(cnn16, sparse_model, batches16, images, tmp_path):
   zeros = {name: sparse_model.get_layer(name).get_weights()[0] == 0 for name in KERNEL_LAYERS}
-  assert mp.is_sparse(sparse_model) and not mp.is_sparse(model)
+  assert mp.is_sparse(sparse_model) and not mp.is_sparse(cnn16)
   # preserve_sparsity=None: automatic, on because the model is 50% sparse.
-  qat_model = quantization.qat_fine_tune(sparse_model, dataset, dataset, epochs=1,
+  qat_model = quantization.qat_fine_tune(sparse_model, batches16, batches16, epochs=1,
                                          learning_rate=1e-2, verbose=0)
   kernels = _wrapped_kernels(qat_model)
   for name in KERNEL_LAYERS:
@@ -111,32 +88,30 @@ def test_pqat_keeps_zeros_of_a_sparse_model(model, sparse_model, data, tmp_path)
     assert np.all(kernel[zeros[name]] == 0), name
 
 
-def test_cluster_preserving_qat_round_trips(model, data, tmp_path):
-  images, _, dataset = data
-  clustered = clustering.cluster_and_fine_tune(model, dataset.take(1), dataset.take(1),
+def test_cluster_preserving_qat_round_trips(cnn16, batches16, images, tmp_path):
+  clustered = clustering.cluster_and_fine_tune(cnn16, batches16.take(1), batches16.take(1),
                                                number_of_clusters=4, epochs=1, verbose=0)
-  qat_model = quantization.qat_fine_tune(clustered, dataset.take(1), dataset.take(1), epochs=1,
+  qat_model = quantization.qat_fine_tune(clustered, batches16.take(1), batches16.take(1), epochs=1,
                                          preserve_clusters=True, verbose=0)
   _round_trip(qat_model, images, tmp_path)
 
 
-def test_quantize_aware_needs_a_float_model(model):
+def test_quantize_aware_needs_a_float_model(cnn16):
   with pytest.raises(errors.ModelError, match="wrapped"):
-    quantization.quantize_aware(mp.apply_magnitude_pruning(model, 0.5, end_step=10))
+    quantization.quantize_aware(mp.apply_magnitude_pruning(cnn16, 0.5, end_step=10))
   with pytest.raises(errors.ConfigError, match="epochs"):
-    quantization.qat_fine_tune(model, None, None, epochs=0)
+    quantization.qat_fine_tune(cnn16, None, None, epochs=0)
 
 
 def _run_tool(name, *args):
-  done = subprocess.run([sys.executable, os.path.join(REPO, "tools", f"{name}.py"), *args],
-                        capture_output=True, text=True, timeout=600, check=False)
+  done = tool_runner.run_tool(name, *args, timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]
   return done.stdout
 
 
 def test_prune_and_qat_tools_end_to_end(tiny_data_dir, tmp_path):
   dense_path = str(tmp_path / "dense.keras")
-  model_io.save_model(traffic_sign_cnn.build(channels=(4, 8, 8, 16), input_size=32), dense_path)
+  model_io.save_model(synthetic.tiny_cnn(input_size=32), dense_path)
   common = [f"--data_dir={tiny_data_dir}", "--epochs=1", "--batch_size=16",
             "--steps_per_epoch=4", "--verbose=0"]
   sparse_dir = tmp_path / "sparse"

@@ -6,6 +6,7 @@ them is tested in test_gtsrb_builder.py.
 
 import collections
 import os
+import re
 import zipfile
 
 import pytest
@@ -61,33 +62,6 @@ def test_official_csv_without_class_column(tmp_path):
   assert {r.annotation.class_id for r in sources.read_records("official", root, "train")} == {5}
   with pytest.raises(errors.DataError, match=r"GT-final_test.csv: line 1: .*ClassId"):
     sources.read_records("official", root, "test")
-
-
-def test_official_class_mismatching_its_folder(tmp_path):
-  layout = layouts.OfficialLayout(classes=(1, 2))
-  layout.train_rows[1][2][-1] = 2
-  root = layout.write(tmp_path)
-  with pytest.raises(errors.DataError, match=r"GT-00001.csv: 00000_00002.ppm has ClassId 2 "
-                                             r"inside class folder 00001"):
-    sources.read_records("official", root, "train")
-
-
-def test_official_class_43_names_archive_member_and_line(tmp_path):
-  layout = layouts.OfficialLayout(classes=(1,))
-  layout.train_rows[1][1][-1] = 43
-  root = layout.write(tmp_path)
-  with pytest.raises(errors.DataError) as raised:
-    sources.read_records("official", root, "train")
-  assert (f"{sources.TRAIN_ARCHIVE}:GTSRB/Final_Training/Images/00001/GT-00001.csv: line 3"
-          in str(raised.value))
-
-
-def test_official_class_folder_out_of_range(tmp_path):
-  layout = layouts.OfficialLayout(classes=(1,))
-  layout.train_rows[43] = []
-  root = layout.write(tmp_path)
-  with pytest.raises(errors.DataError, match="class folder 43 out of range"):
-    sources.read_records("official", root, "train")
 
 
 def test_official_missing_image_fails_on_load_only(tmp_path):
@@ -156,23 +130,6 @@ def test_kaggle_records(tmp_path):
   assert [r.annotation.class_id for r in test] == [0, 7, 0, 7]
 
 
-def test_kaggle_class_mismatching_its_name(tmp_path):
-  layout = layouts.KaggleLayout(classes=(3,))
-  layout.train_rows[1][-2] = 4
-  root = layout.write(tmp_path)
-  with pytest.raises(errors.DataError, match=r"Train.csv: Train/3/00003_00000_00001.png has "
-                                             r"ClassId 4"):
-    sources.read_records("kaggle", root, "train")
-
-
-def test_kaggle_path_outside_the_copy(tmp_path):
-  layout = layouts.KaggleLayout(classes=(3,))
-  layout.train_rows[0][-1] = "../elsewhere/00003_00000_00000.png"
-  root = layout.write(tmp_path / "copy")
-  with pytest.raises(errors.DataError, match="points outside"):
-    sources.read_records("kaggle", root, "train")
-
-
 def test_kaggle_missing_csv_and_missing_image(tmp_path):
   layout = layouts.KaggleLayout(classes=(3,))
   root = layout.write(tmp_path)
@@ -183,6 +140,43 @@ def test_kaggle_missing_csv_and_missing_image(tmp_path):
   os.remove(os.path.join(root, "Test.csv"))
   with pytest.raises(errors.DataError, match="Test.csv: file not found"):
     sources.read_records("kaggle", root, "test")
+
+
+# --------------------------------------------------------------------------
+# Bad training annotations, either layout.
+
+# id -> (source, classes, keys to the edited value in `layout.train_rows`, new value,
+#        regex the error must match).
+BAD_TRAIN_ROWS = {
+    "official_class_mismatching_its_folder": (
+        "official", (1, 2), (1, 2, -1), 2,
+        r"GT-00001.csv: 00000_00002.ppm has ClassId 2 inside class folder 00001"),
+    "official_class_43_names_archive_member_and_line": (
+        "official", (1,), (1, 1, -1), 43,
+        re.escape(f"{sources.TRAIN_ARCHIVE}:GTSRB/Final_Training/Images/00001/GT-00001.csv: "
+                  "line 3")),
+    "official_class_folder_out_of_range": (
+        "official", (1,), (43,), [], "class folder 43 out of range"),
+    "kaggle_class_mismatching_its_name": (
+        "kaggle", (3,), (1, -2), 4, r"Train.csv: Train/3/00003_00000_00001.png has ClassId 4"),
+    "kaggle_path_outside_the_copy": (
+        "kaggle", (3,), (0, -1), "../elsewhere/00003_00000_00000.png", "points outside"),
+}
+LAYOUTS = {"official": layouts.OfficialLayout, "kaggle": layouts.KaggleLayout}
+
+
+@pytest.mark.parametrize("source, classes, keys, value, pattern", BAD_TRAIN_ROWS.values(),
+                         ids=BAD_TRAIN_ROWS.keys())
+def test_bad_training_annotation(tmp_path, source, classes, keys, value, pattern):
+  layout = LAYOUTS[source](classes=classes)
+  *path, last = keys
+  edited = layout.train_rows
+  for key in path:
+    edited = edited[key]
+  edited[last] = value
+  root = layout.write(tmp_path / "copy")
+  with pytest.raises(errors.DataError, match=pattern):
+    sources.read_records(source, root, "train")
 
 
 # --------------------------------------------------------------------------

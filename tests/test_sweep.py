@@ -2,23 +2,19 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from tf_gtsrb import errors
 from tf_gtsrb.compression import sweep
 from tf_gtsrb.evaluation import complexity
-from tf_gtsrb.keras import keras
 from tf_gtsrb.models import io as model_io
 from tf_gtsrb.models import traffic_sign_cnn
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import synthetic
+import tool_runner
 
 CHANNELS = (8, 8, 16, 16)
 SIZE = 16
@@ -26,16 +22,13 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _datasets(n=64, batch_size=32, seed=0):
-  rng = np.random.default_rng(seed)
-  images = rng.uniform(0, 1, (n, SIZE, SIZE, 3)).astype(np.float32)
-  labels = rng.integers(0, 43, n).astype(np.int64)
-  ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
+  """(train, validation, test) datasets: n random images in batches, validation one batch."""
+  ds = synthetic.random_float_dataset(SIZE, n, batch_size, seed)
   return ds, ds.take(1), ds
 
 
 def _model():
-  keras.utils.set_random_seed(0)
-  return traffic_sign_cnn.build(channels=CHANNELS, input_size=SIZE)
+  return synthetic.tiny_cnn(input_size=SIZE, channels=CHANNELS)
 
 
 def test_sweep_end_to_end(tmp_path):
@@ -110,19 +103,13 @@ def test_bad_arguments_raise_before_work(tmp_path, kwargs):
   assert not out.exists()
 
 
-def _tool(*args):
-  return subprocess.run([sys.executable, os.path.join(REPO, "tools", "sweep.py"), *args],
-                        capture_output=True, text=True, timeout=300, check=False)
-
-
 def test_sweep_tool_end_to_end(tmp_path, tiny_data_dir):
   model_path = str(tmp_path / "model.keras")
-  keras.utils.set_random_seed(0)
-  model_io.save_model(traffic_sign_cnn.build(channels=CHANNELS, input_size=32), model_path)
+  model_io.save_model(synthetic.tiny_cnn(input_size=32, channels=CHANNELS), model_path)
   out = tmp_path / "sweep"
-  done = _tool(f"--model={model_path}", f"--data_dir={tiny_data_dir}", f"--output_dir={out}",
-               "--percentages=50", "--epochs=1", "--steps_per_epoch=2", "--batch_size=16",
-               "--verbose=0")
+  done = tool_runner.run_tool("sweep", f"--model={model_path}", f"--data_dir={tiny_data_dir}",
+                              f"--output_dir={out}", "--percentages=50", "--epochs=1",
+                              "--steps_per_epoch=2", "--batch_size=16", "--verbose=0")
   assert done.returncode == 0, done.stderr[-3000:]
   assert "| 50 | 4/4/8/8 |" in done.stdout
   assert {"sweep.json", "sweep.md", "sweep.png", "models"} <= set(os.listdir(out))
@@ -134,9 +121,4 @@ def test_sweep_tool_end_to_end(tmp_path, tiny_data_dir):
     (["--epochs=-1"], "--epochs"),
 ])
 def test_sweep_tool_rejects_bad_flags(tmp_path, args, message):
-  out = tmp_path / "out"
-  done = _tool(f"--model={tmp_path}/missing.keras", f"--data_dir={tmp_path}",
-               f"--output_dir={out}", *args)
-  assert done.returncode == 1
-  assert message in done.stderr
-  assert not out.exists()
+  tool_runner.assert_rejects_flags("sweep", tmp_path, args, message)

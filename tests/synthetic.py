@@ -1,0 +1,56 @@
+"""Synthetic models, images and datasets built in tests (tiny, seeded, no real data)."""
+
+import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+
+import numpy as np
+import tensorflow as tf
+
+from tf_gtsrb.compression import magnitude_pruning
+from tf_gtsrb.data.class_names import NUM_CLASSES
+from tf_gtsrb.keras import keras
+from tf_gtsrb.models import traffic_sign_cnn
+
+# The Conv2D and Dense layers of a TrafficSignCNN, in order.
+KERNEL_LAYERS = ("conv1", "conv2", "conv3", "conv4", "logits")
+# The default input size of `tiny_cnn`.
+TINY_SIZE = 16
+
+
+def tiny_cnn(input_size=TINY_SIZE, channels=(4, 8, 8, 16), seed=0):
+  """A small TrafficSignCNN with weights drawn after seeding Python, NumPy and TensorFlow."""
+  keras.utils.set_random_seed(seed)
+  return traffic_sign_cnn.build(channels=channels, input_size=input_size)
+
+
+def random_float_data(size, n=64, seed=0):
+  """`n` float32 RGB images in [0, 1) of `size`x`size` and `n` int64 labels in [0, 43)."""
+  rng = np.random.default_rng(seed)
+  images = rng.random((n, size, size, 3), dtype=np.float32)
+  labels = rng.integers(0, NUM_CLASSES, n)
+  return images, labels
+
+
+def random_float_dataset(size, n=64, batch=16, seed=0):
+  """`random_float_data` as a tf.data.Dataset of (images, labels) batches, in order."""
+  return tf.data.Dataset.from_tensor_slices(random_float_data(size, n, seed)).batch(batch)
+
+
+def blocky_images(n=64, size=32, seed=0, low=0, high=255):
+  """uint8 RGB images of 8x8 blocks plus noise, every pixel within [low, high]."""
+  rng = np.random.default_rng(seed)
+  blocks = rng.integers(low, high + 1, (n, size // 8, size // 8, 3))
+  images = np.repeat(np.repeat(blocks, 8, axis=1), 8, axis=2)
+  images = images + rng.integers(-15, 16, images.shape)
+  return np.clip(images, low, high).astype(np.uint8)
+
+
+def random_sparse_copy(model, share=0.5, seed=1):
+  """A copy of `model` with `share` of every Conv2D/Dense kernel set to zero at random."""
+  rng = np.random.default_rng(seed)
+  sparse = magnitude_pruning.copy_model(model)
+  for name in KERNEL_LAYERS:
+    layer = sparse.get_layer(name)
+    weights = layer.get_weights()
+    weights[0][rng.random(weights[0].shape) < share] = 0.0
+    layer.set_weights(weights)
+  return sparse
