@@ -33,8 +33,8 @@ class PipelineConfig:
   archive_dir: str = None  # None: the bundled sample.
   image_size: int = 32
   balance_target: int = 0
-  epochs: int = 3
-  batch_size: int = 64
+  epochs: int = 30
+  batch_size: int = 32
   learning_rate: float = 2e-3
   label_smoothing: float = 0.1
   dropout: float = 0.5
@@ -42,9 +42,9 @@ class PipelineConfig:
   prune_percentages: str = "analysis"  # Or '40' (every layer) or 'conv1=30,...,conv4=60'.
   max_params: int = 90000  # Pruned-model budget (about 96 KB as INT8); 0: none.
   prune_criterion: str = "l1"
-  prune_epochs: int = 2
+  prune_epochs: int = 10
   prune_learning_rate: float = 5e-4
-  qat_epochs: int = 1
+  qat_epochs: int = 3
   qat_learning_rate: float = 1e-4
   num_calibration_images: int = 500
   threads: int = 1
