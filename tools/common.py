@@ -44,6 +44,16 @@ def run(main):
   app.run(_main)
 
 
+def define_fine_tuning_flags(epochs, learning_rate, what="Fine-tuning"):
+  """Defines --epochs, --learning_rate, --batch_size, --steps_per_epoch, --seed, --verbose."""
+  flags.DEFINE_integer("epochs", epochs, f"{what} epochs.")
+  flags.DEFINE_float("learning_rate", learning_rate, f"{what} learning rate (Adam).")
+  flags.DEFINE_integer("batch_size", 64, "Images per batch.")
+  flags.DEFINE_integer("steps_per_epoch", 0, "Steps per epoch; 0 is one pass over the train split.")
+  flags.DEFINE_integer("seed", 0, "Seed of the training-data shuffle and augmentation.")
+  flags.DEFINE_integer("verbose", 2, "Keras progress output: 0 silent, 1 progress bar, 2 per epoch.")
+
+
 def require_flags(*names):
   """Raises ConfigError for the first of the flags `names` that is not set."""
   for name in names:

@@ -29,12 +29,7 @@ flags.DEFINE_string("analysis", None, "analysis.json from gtsrb-analyze: prune e
                     "recommended percentage (instead of --percent).")
 flags.DEFINE_enum("criterion", "l1", ["l1", "bn_gamma"],
                   "Which filters to keep: largest filter L1 norm or largest |BN gamma|.")
-flags.DEFINE_integer("epochs", 5, "Fine-tuning epochs after pruning (0: no fine-tuning).")
-flags.DEFINE_float("learning_rate", 1e-4, "Fine-tuning learning rate.")
-flags.DEFINE_integer("batch_size", 64, "Images per batch (fine-tuning and evaluation).")
-flags.DEFINE_integer("steps_per_epoch", 0, "Steps per epoch; 0 is one pass over the train split.")
-flags.DEFINE_integer("seed", 0, "Seed of the training-data shuffle and augmentation.")
-flags.DEFINE_integer("verbose", 2, "Keras fit verbosity (0, 1 or 2).")
+common.define_fine_tuning_flags(epochs=5, learning_rate=1e-4)
 
 
 def _check_flags():

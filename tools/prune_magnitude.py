@@ -24,11 +24,7 @@ flags.DEFINE_string("data_dir", None, "Prepared dataset directory (written by gt
 flags.DEFINE_string("output_dir", None, "Directory for pruned_sparse.keras and sparsity.json.")
 flags.DEFINE_float("target_sparsity", 0.8, "Fraction of Conv2D/Dense kernel weights set to zero, "
                    "in [0, 1) (0.8 = 80% zeros).")
-flags.DEFINE_integer("epochs", 5, "Fine-tuning epochs while pruning.")
-flags.DEFINE_float("learning_rate", 1e-4, "Adam learning rate of the fine-tuning.")
-flags.DEFINE_integer("batch_size", 64, "Training batch size (images).")
-flags.DEFINE_integer("steps_per_epoch", 0, "Steps per epoch; 0 is one pass over the train split.")
-flags.DEFINE_integer("verbose", 2, "Keras progress output: 0 silent, 1 progress bar, 2 per epoch.")
+common.define_fine_tuning_flags(epochs=5, learning_rate=1e-4)
 
 MODEL_FILE = "pruned_sparse.keras"
 REPORT_FILE = "sparsity.json"
@@ -75,7 +71,7 @@ def main():
 
   before = evaluate.evaluate_keras_model(model, data_dir, "validation", batch_size)
   pruned = magnitude_pruning.prune_and_fine_tune(
-      model, input_pipeline.train_dataset(data_dir, batch_size),
+      model, input_pipeline.train_dataset(data_dir, batch_size, seed=FLAGS.seed),
       input_pipeline.eval_dataset(data_dir, "validation", batch_size), target, FLAGS.epochs,
       FLAGS.learning_rate, steps_per_epoch=steps, verbose=FLAGS.verbose)
   after = evaluate.evaluate_keras_model(pruned, data_dir, "validation", batch_size)

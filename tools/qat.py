@@ -25,16 +25,11 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Float .keras model (trained, possibly pruned) to quantize.")
 flags.DEFINE_string("data_dir", None, "Prepared dataset directory (written by gtsrb-prepare-data).")
 flags.DEFINE_string("output_dir", None, "Directory for qat.keras and qat.json.")
-flags.DEFINE_integer("epochs", 2, "QAT fine-tuning epochs (also the clustering epochs with "
-                     "--cluster).")
-flags.DEFINE_float("learning_rate", 1e-5, "Adam learning rate of the fine-tuning.")
-flags.DEFINE_integer("batch_size", 64, "Training batch size (images).")
+common.define_fine_tuning_flags(epochs=2, learning_rate=1e-5, what="QAT fine-tuning")
 flags.DEFINE_enum("preserve_sparsity", "auto", ["auto", "true", "false"],
                   "Keep zero weights zero during QAT; auto: when the model is >= 30% sparse.")
 flags.DEFINE_integer("cluster", 0, "Cluster each kernel to this many shared values before QAT "
                      "(cluster-preserving QAT); 0: no clustering.")
-flags.DEFINE_integer("steps_per_epoch", 0, "Steps per epoch; 0 is one pass over the train split.")
-flags.DEFINE_integer("verbose", 2, "Keras progress output: 0 silent, 1 progress bar, 2 per epoch.")
 
 MODEL_FILE = "qat.keras"
 REPORT_FILE = "qat.json"
@@ -82,7 +77,7 @@ def main():
       input_pipeline.split_size(data_dir, "train"), batch_size)
 
   def datasets():
-    return (input_pipeline.train_dataset(data_dir, batch_size),
+    return (input_pipeline.train_dataset(data_dir, batch_size, seed=FLAGS.seed),
             input_pipeline.eval_dataset(data_dir, "validation", batch_size))
 
   if FLAGS.cluster:
