@@ -8,7 +8,6 @@ Example:
       --output_dir=runs/sweep
 """
 
-import os
 
 import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from absl import flags

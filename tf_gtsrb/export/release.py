@@ -4,7 +4,6 @@ The README's numbers are read from the run's report, never typed in.
 """
 
 import os
-import shutil
 
 from tf_gtsrb import io_utils
 from tf_gtsrb.evaluation import pipeline_report
