@@ -9,9 +9,10 @@ import tempfile
 from tf_gtsrb import errors
 
 
-def _tmp_name(path):
+def temporary_path(path, suffix=""):
+  """A hidden temporary name beside `path` (same file system, so a rename is atomic)."""
   directory, name = os.path.split(os.path.abspath(path))
-  return os.path.join(directory, f".{name}.tmp-{os.getpid()}")
+  return os.path.join(directory, f".{name}.tmp-{os.getpid()}{suffix}")
 
 
 @contextlib.contextmanager
@@ -23,7 +24,7 @@ def atomic_write(path, mode="wb"):
   naming the file.
   """
   directory = os.path.dirname(os.path.abspath(path))
-  tmp = _tmp_name(path)
+  tmp = temporary_path(path)
   try:
     os.makedirs(directory, exist_ok=True)
     with open(tmp, mode) as f:

@@ -12,7 +12,7 @@ def save_model(model, path):
   """Saves `model` to a .keras file atomically (never leaves a partial file)."""
   if not path.endswith(".keras"):
     raise errors.ConfigError(f"{path}: model files must end in .keras")
-  tmp = io_utils._tmp_name(path) + ".keras"  # Keras insists on the suffix.
+  tmp = io_utils.temporary_path(path, suffix=".keras")  # Keras insists on the suffix.
   model = _inference_copy(model)
   try:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
