@@ -16,10 +16,11 @@ KERNEL_LAYERS = ("conv1", "conv2", "conv3", "conv4", "logits")
 TINY_SIZE = 16
 
 
-def tiny_cnn(input_size=TINY_SIZE, channels=(4, 8, 8, 16), seed=0):
+def tiny_cnn(input_size=TINY_SIZE, channels=(4, 8, 8, 16), seed=0, num_classes=NUM_CLASSES):
   """A small TrafficSignCNN with weights drawn after seeding Python, NumPy and TensorFlow."""
   keras.utils.set_random_seed(seed)
-  return traffic_sign_cnn.build(channels=channels, input_size=input_size)
+  return traffic_sign_cnn.build(channels=channels, input_size=input_size,
+                                num_classes=num_classes)
 
 
 def random_float_data(size, n=64, seed=0):

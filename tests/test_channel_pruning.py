@@ -190,7 +190,7 @@ def test_prune_tool_end_to_end(tmp_path, tiny_data_dir):
   done = tool_runner.run_tool(
       "prune_channels", f"--model={model_path}", f"--data_dir={tiny_data_dir}",
       f"--output_dir={out}", f"--analysis={analysis_path}", "--criterion=bn_gamma", "--epochs=1",
-      "--steps_per_epoch=2", "--batch_size=16", "--verbose=0")
+      "--steps_per_epoch=2", "--batch_size=16", "--verbose=0", f"--teacher={model_path}")
   assert done.returncode == 0, done.stderr[-3000:]
   assert "| conv2 | 8 | 4 | 50.0 |" in done.stdout
   assert {"pruned.keras", "prune_config.json", "evaluation.json", "evaluation.md"} <= set(
@@ -203,6 +203,7 @@ def test_prune_tool_end_to_end(tmp_path, tiny_data_dir):
   assert [len(config["kept_channels"][n]) for n in channel_pruning.CONV_LAYERS] == [3, 4, 8, 12]
   assert config["criterion"] == "bn_gamma"
   assert config["params_after"] < config["params_before"]
+  assert config["fine_tune"]["teacher"] == os.path.abspath(model_path)
   with open(out / "evaluation.json") as f:
     assert json.load(f)["split"] == "validation"
 
@@ -212,6 +213,9 @@ def test_prune_tool_end_to_end(tmp_path, tiny_data_dir):
     (["--percent=10", "--analysis=a.json"], "exactly one of --percent and --analysis"),
     ([], "exactly one of --percent and --analysis"),
     (["--percent=10", "--epochs=-1"], "--epochs"),
+    (["--percent=10", "--teacher=no_teacher.keras"], "no_teacher.keras"),
+    (["--percent=10", "--distill_alpha=2"], "--distill_alpha must be in [0, 1]"),
+    (["--percent=10", "--distill_temperature=0"], "--distill_temperature must be > 0"),
 ])
 def test_prune_tool_rejects_bad_flags(tmp_path, args, message):
   tool_runner.assert_rejects_flags("prune_channels", tmp_path, args, message)

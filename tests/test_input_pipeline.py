@@ -140,7 +140,36 @@ def test_augment_batch_keeps_a_plain_image_recognisable():
   image[:, 8:24, 8:24] = [1.0, 0.0, 0.0]  # A red square on black.
   outs = augment.augment_batch(tf.constant(np.repeat(image, 8, axis=0)), tf.constant([0, 0]))
   centre = outs.numpy()[:, 14:18, 14:18]
-  assert (centre[..., 0] > 0.5).all() and (centre[..., 1:] < 0.5).all()
+  # Still clearly red, though a shadow or gamma may have darkened it.
+  assert (centre[..., 0] > 0.25).all()
+  assert (centre[..., 0] > 2 * centre[..., 1:].max(axis=-1)).all()
+
+
+def test_shadow_darkens_the_part_beyond_a_straight_edge(monkeypatch):
+  monkeypatch.setattr(augment, "SHADOW_PROBABILITY", 1.0)
+  white = tf.ones((16, 32, 32, 3))
+  seeds = tf.random.experimental.stateless_split(tf.constant([5, 6], tf.int64), num=4)
+  out = augment._maybe_shadow(white, seeds).numpy()
+  low, _ = augment.SHADOW_DARKNESS
+  assert out.min() >= low - 1e-6 and out.max() <= 1.0
+  np.testing.assert_array_equal(out[..., 0], out[..., 2])  # Shadows are grey.
+  for image in out[..., 0]:
+    shaded = image < 0.9
+    assert 0 < shaded.sum() < image.size  # Part of the image, never all or nothing...
+    lit = image > 0.99
+    assert lit.sum() > 0
+    # ...split by a straight edge: the shaded pixels are one side of a line, so a pixel
+    # halfway between two shaded pixels is shaded too (convexity), up to the soft edge.
+    ys, xs = np.nonzero(shaded)
+    mid_y, mid_x = (ys[0] + ys[-1]) // 2, (xs[0] + xs[-1]) // 2
+    assert image[mid_y, mid_x] < 0.99
+
+
+def test_without_a_shadow_nothing_changes(monkeypatch):
+  monkeypatch.setattr(augment, "SHADOW_PROBABILITY", 0.0)
+  images = tf.random.stateless_uniform((4, 16, 16, 3), seed=[1, 2])
+  seeds = tf.random.experimental.stateless_split(tf.constant([5, 6], tf.int64), num=4)
+  np.testing.assert_array_equal(augment._maybe_shadow(images, seeds).numpy(), images.numpy())
 
 
 # --------------------------------------------------------------------------

@@ -54,6 +54,34 @@ def define_fine_tuning_flags(epochs, learning_rate, what="Fine-tuning"):
   flags.DEFINE_integer("verbose", 2, "Keras progress output: 0 silent, 1 progress bar, 2 per epoch.")
 
 
+def define_distillation_flags():
+  """Defines --teacher, --distill_temperature and --distill_alpha."""
+  flags.DEFINE_string("teacher", None, "A float .keras model (e.g. the baseline) to distil from "
+                      "while fine-tuning; none: learn from the labels only.")
+  flags.DEFINE_float("distill_temperature", 4.0, "Softmax temperature of the distillation loss.")
+  flags.DEFINE_float("distill_alpha", 0.1, "Weight of the label loss; the teacher's gets 1 - alpha.")
+
+
+def distillation_flags():
+  """Checks --teacher (when given), --distill_temperature and --distill_alpha."""
+  if FLAGS.teacher is not None:
+    existing_file("teacher")
+  positive("distill_temperature")
+  if not 0.0 <= FLAGS.distill_alpha <= 1.0:
+    raise errors.ConfigError(f"--distill_alpha must be in [0, 1], got {FLAGS.distill_alpha}")
+
+
+def distillation_kwargs():
+  """The teacher-related keyword arguments of `compile.fine_tune` (the teacher loaded),
+  or {} without --teacher."""
+  if FLAGS.teacher is None:
+    return {}
+  from tf_gtsrb.models import io as model_io  # pylint: disable=g-import-not-at-top
+  return {"teacher": model_io.load_model(FLAGS.teacher),
+          "distill_temperature": FLAGS.distill_temperature,
+          "distill_alpha": FLAGS.distill_alpha}
+
+
 def require_flags(*names):
   """Raises ConfigError for the first of the flags `names` that is not set."""
   for name in names:

@@ -30,6 +30,7 @@ flags.DEFINE_string("analysis", None, "analysis.json from gtsrb-analyze: prune e
 flags.DEFINE_enum("criterion", "l1", ["l1", "bn_gamma"],
                   "Which filters to keep: largest filter L1 norm or largest |BN gamma|.")
 common.define_fine_tuning_flags(epochs=5, learning_rate=1e-4)
+common.define_distillation_flags()
 
 
 def _check_flags():
@@ -38,6 +39,7 @@ def _check_flags():
     raise errors.ConfigError("give exactly one of --percent and --analysis")
   common.percent("percent")
   common.fine_tune_flags(min_epochs=0)
+  common.distillation_flags()
   common.existing_file("model")
   common.existing_dir("data_dir")
   if FLAGS.analysis is not None:
@@ -60,6 +62,7 @@ def main():
     percentages = analysis.load_recommendations(FLAGS.analysis)
   else:
     percentages = channel_pruning.parse_percentages(FLAGS.percent)
+  distillation = common.distillation_kwargs()
   model = model_io.load_model(model_path)
   kept = channel_pruning.select_channels(model, percentages, FLAGS.criterion)
   pruned = channel_pruning.prune_kept(model, kept)
@@ -75,10 +78,12 @@ def main():
     compile_lib.fine_tune(
         pruned, input_pipeline.train_dataset(data_dir, batch_size, seed=FLAGS.seed),
         input_pipeline.eval_dataset(data_dir, "validation", batch_size), FLAGS.epochs,
-        learning_rate=FLAGS.learning_rate, steps_per_epoch=steps, verbose=FLAGS.verbose)
+        learning_rate=FLAGS.learning_rate, steps_per_epoch=steps, verbose=FLAGS.verbose,
+        **distillation)
     result = evaluate.evaluate_keras_model(pruned, data_dir, "validation", batch_size)
   config["fine_tune"] = {"epochs": FLAGS.epochs, "learning_rate": FLAGS.learning_rate,
-                         "batch_size": batch_size, "steps_per_epoch": steps, "seed": FLAGS.seed}
+                         "batch_size": batch_size, "steps_per_epoch": steps, "seed": FLAGS.seed,
+                         "teacher": FLAGS.teacher and os.path.abspath(FLAGS.teacher)}
   config["validation_accuracy_before_fine_tune"] = before["metrics"]["accuracy"]
   config["validation_accuracy"] = result["metrics"]["accuracy"]
 

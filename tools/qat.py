@@ -26,6 +26,7 @@ flags.DEFINE_string("model", None, "Float .keras model (trained, possibly pruned
 flags.DEFINE_string("data_dir", None, "Prepared dataset directory (written by gtsrb-prepare-data).")
 flags.DEFINE_string("output_dir", None, "Directory for qat.keras and qat.json.")
 common.define_fine_tuning_flags(epochs=2, learning_rate=1e-5, what="QAT fine-tuning")
+common.define_distillation_flags()
 flags.DEFINE_enum("preserve_sparsity", "auto", ["auto", "true", "false"],
                   "Keep zero weights zero during QAT; auto: when the model is >= 30% sparse.")
 flags.DEFINE_integer("cluster", 0, "Cluster each kernel to this many shared values before QAT "
@@ -37,6 +38,7 @@ REPORT_FILE = "qat.json"
 
 def _check_flags():
   common.require_flags("model", "data_dir", "output_dir")
+  common.distillation_flags()
   common.existing_file("model")
   common.existing_dir("data_dir")
   common.fine_tune_flags(min_epochs=1)
@@ -67,6 +69,7 @@ def main():
   from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.models import io as model_io  # pylint: disable=g-import-not-at-top
 
+  distillation = common.distillation_kwargs()
   model = model_io.load_model(FLAGS.model)
   magnitude_pruning.check_float_model(model, "quantize")
   data_dir, batch_size = FLAGS.data_dir, FLAGS.batch_size
@@ -91,7 +94,7 @@ def main():
   qat_model = quantization.qat_fine_tune(
       model, *datasets(), epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate,
       preserve_sparsity=preserve, preserve_clusters=bool(FLAGS.cluster), steps_per_epoch=steps,
-      verbose=FLAGS.verbose)
+      verbose=FLAGS.verbose, **distillation)
 
   os.makedirs(FLAGS.output_dir, exist_ok=True)
   model_path = os.path.join(FLAGS.output_dir, MODEL_FILE)
@@ -106,6 +109,7 @@ def main():
       "batch_size": batch_size,
       "preserve_sparsity": preserve,
       "cluster": FLAGS.cluster or None,
+      "teacher": FLAGS.teacher and os.path.abspath(FLAGS.teacher),
       "input_sparsity": input_sparsity,
       "sparsity": output_sparsity,
       "unique_weights": clustering.unique_weight_counts(qat_model) if FLAGS.cluster else None,

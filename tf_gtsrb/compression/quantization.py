@@ -70,11 +70,13 @@ def quantize_aware(model, preserve_sparsity=False, preserve_clusters=False):
 
 
 def qat_fine_tune(model, train_ds, val_ds, epochs, learning_rate=1e-5, preserve_sparsity=None,
-                  preserve_clusters=False, steps_per_epoch=None, callbacks=(), verbose=2):
+                  preserve_clusters=False, steps_per_epoch=None, callbacks=(), verbose=2,
+                  teacher=None, distill_temperature=4.0, distill_alpha=0.1):
   """Makes float `model` quantization-aware and fine-tunes it; returns the QAT model.
 
   `preserve_sparsity=None` preserves sparsity when the model is at least
-  magnitude_pruning.SPARSE_THRESHOLD sparse. `steps_per_epoch` is needed for endless datasets.
+  magnitude_pruning.SPARSE_THRESHOLD sparse. `steps_per_epoch` is needed for endless
+  datasets. With a `teacher`, fine-tuning distils from it (`compile.fine_tune`).
   """
   epochs = magnitude_pruning.check_positive_int(epochs, "epochs")
   magnitude_pruning.check_float_model(model, "quantize")
@@ -84,7 +86,8 @@ def qat_fine_tune(model, train_ds, val_ds, epochs, learning_rate=1e-5, preserve_
     preserve_sparsity = magnitude_pruning.is_sparse(model)
   qat_model = quantize_aware(model, preserve_sparsity, preserve_clusters)
   compile_lib.fine_tune(qat_model, train_ds, val_ds, epochs, learning_rate, callbacks=callbacks,
-                        steps_per_epoch=steps_per_epoch, verbose=verbose)
+                        steps_per_epoch=steps_per_epoch, verbose=verbose, teacher=teacher,
+                        distill_temperature=distill_temperature, distill_alpha=distill_alpha)
   return qat_model
 
 

@@ -1,8 +1,9 @@
 """Online augmentation inside the tf.data graph, on batches of float images in [0, 1].
 
 Per image: a small rotation, shift and zoom (one projective transform), colour
-jitter (brightness, contrast, saturation, hue) and, sometimes, a 3x3 Gaussian
-blur. Randomness is stateless and derived from (seed, batch index), so a
+jitter (brightness, contrast, saturation, hue), a gamma change (under- and
+over-exposure, backlit signs) and, sometimes, a shadow over part of the image
+(darker beyond a random straight edge) and a 3x3 Gaussian blur. Randomness is stateless and derived from (seed, batch index), so a
 resumed run sees exactly the augmentations an uninterrupted run would have.
 """
 
@@ -17,14 +18,20 @@ BRIGHTNESS = 0.3
 CONTRAST = (0.6, 1.4)
 SATURATION = (0.6, 1.4)
 HUE = 0.03
+GAMMA_RANGE = (0.7, 1.5)
+SHADOW_PROBABILITY = 0.3
+SHADOW_DARKNESS = (0.3, 0.8)  # Brightness left in the shadow.
+SHADOW_EDGE_PIXELS = 1.0  # Width of the soft shadow edge.
 BLUR_PROBABILITY = 0.1
 
 
 def augment_batch(images, seed):
   """Augments a (B, H, W, 3) float32 batch; `seed` is a shape-[2] int tensor."""
-  seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=8)
+  seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=12)
   images = _geometric(images, seeds[0])
   images = _colour(images, seeds[1:5])
+  images = _gamma(images, seeds[7])
+  images = _maybe_shadow(images, seeds[8:12])
   images = _maybe_blur(images, seeds[5:7])
   return tf.clip_by_value(images, 0.0, 1.0)
 
@@ -66,6 +73,30 @@ def _colour(images, seeds):
   hsv = tf.image.rgb_to_hsv(tf.clip_by_value(images, 0.0, 1.0))
   hue = tf.math.floormod(hsv[..., :1] + per_image(_uniform(seeds[3], batch, -HUE, HUE)), 1.0)
   return tf.image.hsv_to_rgb(tf.concat([hue, hsv[..., 1:]], axis=3))
+
+
+def _gamma(images, seed):
+  gamma = _uniform(seed, tf.shape(images)[0], *GAMMA_RANGE)
+  return tf.pow(tf.clip_by_value(images, 0.0, 1.0), tf.reshape(gamma, [-1, 1, 1, 1]))
+
+
+def _maybe_shadow(images, seeds):
+  """Darkens, with SHADOW_PROBABILITY, the part of each image beyond a random line."""
+  batch = tf.shape(images)[0]
+  height, width = tf.shape(images)[1], tf.shape(images)[2]
+  angle = _uniform(seeds[0], batch, 0.0, 2 * math.pi)
+  # Signed distance of the line from the centre, in pixels (up to a third of the width).
+  offset = _uniform(seeds[1], batch, -1.0, 1.0) * tf.cast(width, tf.float32) / 3
+  ys, xs = tf.meshgrid(tf.range(height, dtype=tf.float32) - tf.cast(height - 1, tf.float32) / 2,
+                       tf.range(width, dtype=tf.float32) - tf.cast(width - 1, tf.float32) / 2,
+                       indexing="ij")
+  per_image = lambda v: tf.reshape(v, [-1, 1, 1])
+  distance = xs * per_image(tf.cos(angle)) + ys * per_image(tf.sin(angle)) - per_image(offset)
+  in_shadow = tf.sigmoid(distance / SHADOW_EDGE_PIXELS)  # (B, H, W), 1 = fully shaded.
+  darkness = _uniform(seeds[2], batch, *SHADOW_DARKNESS)
+  use = tf.cast(_uniform(seeds[3], batch, 0.0, 1.0) < SHADOW_PROBABILITY, images.dtype)
+  factor = 1 - per_image(use * (1 - darkness)) * in_shadow
+  return images * factor[..., None]
 
 
 def _maybe_blur(images, seeds):

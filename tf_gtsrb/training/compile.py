@@ -3,6 +3,7 @@
 import tensorflow as tf
 
 from tf_gtsrb.keras import keras
+from tf_gtsrb.training import distill
 
 
 class SparseSmoothedCrossentropy(keras.losses.Loss):
@@ -44,13 +45,21 @@ def compile_model(model, learning_rate=1e-3, label_smoothing=0.0):
 
 
 def fine_tune(model, train_ds, val_ds, epochs, learning_rate=1e-4, label_smoothing=0.0,
-              callbacks=(), steps_per_epoch=None, verbose=2):
+              callbacks=(), steps_per_epoch=None, verbose=2, teacher=None,
+              distill_temperature=4.0, distill_alpha=0.1):
   """Compiles and fits `model` for `epochs`; returns the Keras History.
 
   Used by pruning, QAT and clustering to recover accuracy; full training with
   checkpoints and resume lives in `tf_gtsrb.training.trainer`. Endless
-  datasets (`input_pipeline.train_dataset`) need `steps_per_epoch`.
+  datasets (`input_pipeline.train_dataset`) need `steps_per_epoch`. With a
+  `teacher` model, `model` learns by knowledge distillation (`distill.Distiller`).
   """
-  compile_model(model, learning_rate, label_smoothing)
-  return model.fit(train_ds, validation_data=val_ds, epochs=epochs,
-                   steps_per_epoch=steps_per_epoch, callbacks=list(callbacks), verbose=verbose)
+  trained = model
+  if teacher is not None:
+    trained = distill.Distiller(model, teacher, distill_temperature, distill_alpha)
+  compile_model(trained, learning_rate, label_smoothing)
+  history = trained.fit(train_ds, validation_data=val_ds, epochs=epochs,
+                        steps_per_epoch=steps_per_epoch, callbacks=list(callbacks),
+                        verbose=verbose)
+  model.history = history
+  return history

@@ -1,0 +1,75 @@
+"""Knowledge distillation: the loss, what it trains, and bad settings."""
+
+import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_gtsrb import errors
+from tf_gtsrb.compression import quantization
+from tf_gtsrb.training import compile as compile_lib
+from tf_gtsrb.training import distill
+import synthetic
+
+
+def test_distillation_loss_is_zero_for_identical_predictions_and_grows_with_difference():
+  distiller = distill.Distiller(synthetic.tiny_cnn(), synthetic.tiny_cnn(seed=1), temperature=2.0)
+  p = tf.constant([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+  q = tf.constant([[0.2, 0.7, 0.1], [0.1, 0.1, 0.8]])
+  assert float(distiller.distillation_loss(p, p)) == pytest.approx(0.0, abs=1e-6)
+  # Hand computation: softened p^(1/T) renormalised, KL summed over classes, mean over
+  # the batch, times T^2.
+  soft = lambda x: np.sqrt(x) / np.sqrt(x).sum(axis=1, keepdims=True)
+  sp, sq = soft(p.numpy()), soft(q.numpy())
+  expected = np.mean(np.sum(sp * np.log(sp / sq), axis=1)) * 4.0
+  assert float(distiller.distillation_loss(p, q)) == pytest.approx(expected, rel=1e-4)
+
+
+def test_fine_tune_with_teacher_trains_only_the_student(batches16):
+  student, teacher = synthetic.tiny_cnn(seed=0), synthetic.tiny_cnn(seed=1)
+  student_before = [w.copy() for w in student.get_weights()]
+  teacher_before = [w.copy() for w in teacher.get_weights()]
+  history = compile_lib.fine_tune(student, batches16, batches16, epochs=2, learning_rate=1e-2,
+                                  teacher=teacher, verbose=0)
+  assert set(history.history) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+  assert any(not np.array_equal(a, b) for a, b in zip(student_before, student.get_weights()))
+  for a, b in zip(teacher_before, teacher.get_weights()):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_student_learns_the_teachers_answers(batches16):
+  """With alpha=0 the labels are ignored: the student's predictions move towards the
+  teacher's."""
+  images = np.concatenate([x for x, _ in batches16])
+  student, teacher = synthetic.tiny_cnn(seed=0), synthetic.tiny_cnn(seed=1)
+  logits = teacher.get_layer("logits")
+  logits.set_weights([w * 20 for w in logits.get_weights()])  # Confident, image-dependent.
+  distiller = distill.Distiller(student, teacher, temperature=1.0, alpha=0.0)
+  gap = lambda: float(distiller.distillation_loss(teacher(images), student(images)))
+  gap_before = gap()
+  compile_lib.fine_tune(student, batches16.repeat(), batches16, epochs=5, learning_rate=1e-2,
+                        steps_per_epoch=8, teacher=teacher, distill_temperature=1.0,
+                        distill_alpha=0.0, verbose=0)
+  assert gap() < gap_before / 2
+
+
+def test_quantization_aware_student(batches16, cnn16):
+  qat_model = quantization.qat_fine_tune(cnn16, batches16.take(1), batches16.take(1), epochs=1,
+                                         teacher=synthetic.tiny_cnn(seed=1), verbose=0)
+  assert quantization.is_quantize_aware(qat_model)
+  assert "val_accuracy" in qat_model.history.history
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"temperature": 0.0}, "temperature"),
+    ({"alpha": 1.5}, "alpha"),
+])
+def test_bad_settings(kwargs, message):
+  with pytest.raises(errors.ConfigError, match=message):
+    distill.Distiller(synthetic.tiny_cnn(), synthetic.tiny_cnn(seed=1), **kwargs)
+
+
+def test_teacher_with_other_classes_is_rejected():
+  with pytest.raises(errors.ConfigError, match="classes"):
+    distill.Distiller(synthetic.tiny_cnn(), synthetic.tiny_cnn(seed=1, num_classes=10))

@@ -1,0 +1,77 @@
+"""Knowledge distillation: a small (pruned or quantization-aware) student learns from
+the float baseline's softened predictions as well as from the labels.
+
+Hinton et al. 2015: loss = alpha * CE(labels, student)
+                         + (1 - alpha) * T^2 * KL(teacher_T || student_T),
+where `_T` are the probabilities at temperature T. The models here end in a
+softmax, so their log-probabilities stand in for logits: softmax(log p / T) is
+p^(1/T), renormalised, exactly what the logits would give.
+"""
+
+import tensorflow as tf
+
+from tf_gtsrb import errors
+from tf_gtsrb.keras import keras
+
+_EPSILON = 1e-7
+
+
+def _soften(probabilities, temperature):
+  log_p = tf.math.log(tf.clip_by_value(probabilities, _EPSILON, 1.0))
+  return tf.nn.softmax(log_p / temperature)
+
+
+class Distiller(keras.Model):
+  """Trains `student` against `teacher` (frozen); evaluates and predicts with the student.
+
+  Compile with the student's loss (on labels) and metrics; `fit` trains the
+  student's weights in place, so the student is what you save afterwards.
+  """
+
+  def __init__(self, student, teacher, temperature=4.0, alpha=0.1, **kwargs):
+    super().__init__(**kwargs)
+    if temperature <= 0:
+      raise errors.ConfigError(f"distillation temperature must be > 0: {temperature}")
+    if not 0.0 <= alpha <= 1.0:
+      raise errors.ConfigError(f"distillation alpha must be in [0, 1]: {alpha}")
+    student_classes, teacher_classes = student.output_shape[-1], teacher.output_shape[-1]
+    if student_classes != teacher_classes:
+      raise errors.ConfigError(
+          f"student predicts {student_classes} classes but the teacher {teacher_classes}")
+    self.student = student
+    self.teacher = teacher
+    self.teacher.trainable = False
+    self.temperature = float(temperature)
+    self.alpha = float(alpha)
+
+  def call(self, inputs, training=False):
+    return self.student(inputs, training=training)
+
+  def distillation_loss(self, teacher_probabilities, student_probabilities):
+    """T^2-scaled KL divergence between the softened distributions, mean over the batch."""
+    t = self.temperature
+    kl = keras.losses.kl_divergence(_soften(teacher_probabilities, t),
+                                    _soften(student_probabilities, t))
+    return tf.reduce_mean(kl) * t * t
+
+  def train_step(self, data):
+    images, labels = data
+    teacher_probabilities = self.teacher(images, training=False)
+    with tf.GradientTape() as tape:
+      student_probabilities = self.student(images, training=True)
+      label_loss = self.compiled_loss(labels, student_probabilities,
+                                      regularization_losses=self.student.losses)
+      loss = (self.alpha * label_loss
+              + (1 - self.alpha) * self.distillation_loss(teacher_probabilities,
+                                                          student_probabilities))
+    variables = self.student.trainable_variables
+    self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    self.compiled_metrics.update_state(labels, student_probabilities)
+    return {"loss": loss, **{m.name: m.result() for m in self.metrics if m.name != "loss"}}
+
+  def test_step(self, data):
+    images, labels = data
+    probabilities = self.student(images, training=False)
+    self.compiled_loss(labels, probabilities, regularization_losses=self.student.losses)
+    self.compiled_metrics.update_state(labels, probabilities)
+    return {m.name: m.result() for m in self.metrics}
