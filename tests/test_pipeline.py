@@ -161,6 +161,25 @@ def test_changed_setting_reruns_that_step_and_later_ones(finished, tmp_path):
   assert _status(lines) == {step: "skipped" for step in STEPS}
 
 
+def test_teacher_makes_the_baseline_train_again_learning_from_it(finished, tmp_path,
+                                                               monkeypatch):
+  from tf_gtsrb.training import trainer  # pylint: disable=g-import-not-at-top
+  work_dir = _copy(finished, tmp_path)
+  teacher = str(tmp_path / "teacher.keras")
+  shutil.copy(os.path.join(work_dir, "train", "model.keras"), teacher)
+  configs = []
+
+  def stop_at_training(config, **kwargs):
+    configs.append(config)
+    raise KeyboardInterrupt
+  monkeypatch.setattr(trainer, "train", stop_at_training)
+  lines = []
+  with pytest.raises(KeyboardInterrupt):
+    pipeline.Pipeline(_config(work_dir, teacher=teacher), log=lines.append).run()
+  assert _status(lines) == {"prepare": "skipped", "train": "ran"}
+  assert configs[0].teacher == teacher
+
+
 def test_forced_step_reruns_the_steps_after_it(finished, tmp_path, monkeypatch):
   work_dir = _copy(finished, tmp_path)
   outputs = io_utils.read_json(_marker(work_dir, "benchmark"))["outputs"]
@@ -286,7 +305,8 @@ def test_unknown_step_is_a_config_error(tmp_path, kwargs):
 @pytest.mark.parametrize("changes", [
     {"epochs": 0}, {"qat_epochs": 0}, {"latency_rounds": 0}, {"learning_rate": 0.0},
     {"label_smoothing": 1.0}, {"prune_criterion": "random"}, {"prune_percentages": "lots"},
-    {"prune_percentages": "conv9=40"}, {"max_params": -1}, {"source": "zip"}])
+    {"prune_percentages": "conv9=40"}, {"max_params": -1}, {"source": "zip"},
+    {"teacher": "no/such/teacher.keras"}])
 def test_bad_setting_is_a_config_error_before_any_step(tmp_path, changes):
   with pytest.raises(errors.ConfigError):
     pipeline.Pipeline(_config(tmp_path / "work", **changes)).run()

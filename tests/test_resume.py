@@ -24,16 +24,17 @@ import pytest
 
 from tf_gtsrb.models import io as model_io
 from tf_gtsrb.training import trainer
+import synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ATOL = 1e-6
 
 
-def _config(data_dir, model_dir, epochs=3, steps=5):
+def _config(data_dir, model_dir, epochs=3, steps=5, teacher=""):
   return trainer.TrainConfig(
       data_dir=data_dir, model_dir=str(model_dir), model_kwargs={"channels": [4, 8, 8, 16]},
       epochs=epochs, batch_size=32, steps_per_epoch=steps, checkpoint_every_steps=2,
-      warmup_epochs=0.5)
+      warmup_epochs=0.5, teacher=teacher)
 
 
 def _read_json(path):
@@ -65,11 +66,17 @@ def _leftovers(model_dir):
           + glob.glob(os.path.join(model_dir, "checkpoints", "*_temp*")))
 
 
-def test_interrupted_in_process_run_resumes_exactly(tiny_data_dir, tmp_path, monkeypatch):
-  reference = _config(tiny_data_dir, tmp_path / "a")
+@pytest.mark.parametrize("distilled", [False, True])
+def test_interrupted_in_process_run_resumes_exactly(tiny_data_dir, tmp_path, monkeypatch,
+                                                    distilled):
+  teacher = ""
+  if distilled:  # Knowledge distillation from a (random) teacher resumes exactly too.
+    teacher = str(tmp_path / "teacher.keras")
+    model_io.save_model(synthetic.tiny_cnn(input_size=32, seed=1), teacher)
+  reference = _config(tiny_data_dir, tmp_path / "a", teacher=teacher)
   history_a = trainer.train(reference, verbose=0)
 
-  config = _config(tiny_data_dir, tmp_path / "b")
+  config = _config(tiny_data_dir, tmp_path / "b", teacher=teacher)
   record = trainer._StateRecorder.on_train_batch_end  # pylint: disable=protected-access
 
   def interrupt_after_step_7(self, batch, logs=None):

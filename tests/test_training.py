@@ -115,7 +115,8 @@ def test_resume_with_different_settings_is_refused_before_work(trained_copy, mon
 
 def test_bad_config_is_refused_before_work(tiny_data_dir, tmp_path):
   for overrides in ({"epochs": 0}, {"schedule": "step"}, {"label_smoothing": 1.0},
-                    {"learning_rate": 0.0}, {"strategy": "tpu"}):
+                    {"learning_rate": 0.0}, {"strategy": "tpu"},
+                    {"teacher": str(tmp_path / "no_teacher.keras")}):
     with pytest.raises(errors.ConfigError):
       trainer.train(_config(tiny_data_dir, tmp_path / "run", **overrides), verbose=0)
   assert not os.path.exists(tmp_path / "run")

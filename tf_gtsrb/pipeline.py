@@ -39,6 +39,7 @@ class PipelineConfig:
   label_smoothing: float = 0.1
   dropout: float = 0.5
   steps_per_epoch: int = 0  # 0: one pass over the training split.
+  teacher: str = None  # A .keras model the baseline also learns from (distillation); None: none.
   prune_percentages: str = "analysis"  # Or '40' (every layer) or 'conv1=30,...,conv4=60'.
   max_params: int = 90000  # Pruned-model budget (about 96 KB as INT8); 0: none.
   prune_criterion: str = "l1"
@@ -77,6 +78,8 @@ class PipelineConfig:
     if self.prune_criterion not in PRUNE_CRITERIA:
       raise errors.ConfigError(f"unknown prune_criterion {self.prune_criterion!r}; choose one "
                                f"of {', '.join(PRUNE_CRITERIA)}")
+    if self.teacher and not os.path.isfile(self.teacher):
+      raise errors.ConfigError(f"{self.teacher}: teacher model file not found")
     if self.prune_percentages != "analysis":
       from tf_gtsrb.compression import channel_pruning  # pylint: disable=g-import-not-at-top
       channel_pruning.percentages_from_text(self.prune_percentages)
@@ -141,12 +144,13 @@ class Pipeline:
   def _inputs(self, step):
     """(settings that change the step's outputs, steps it reads)."""
     c = self.config
+    distillation = {"teacher": os.path.abspath(c.teacher)} if c.teacher else {}
     table = {
         "prepare": ({"source": c.source, "archive_dir": c.archive_dir, "size": c.image_size,
                      "balance": c.balance_target, "seed": c.seed}, []),
         "train": ({"epochs": c.epochs, "batch": c.batch_size, "lr": c.learning_rate,
                    "ls": c.label_smoothing, "dropout": c.dropout, "steps": c.steps_per_epoch,
-                   "seed": c.seed},
+                   "seed": c.seed, **distillation},
                   ["prepare"]),
         "analyze": ({}, ["prepare", "train"]),
         "prune": ({"percent": c.prune_percentages, "max_params": c.max_params,
@@ -177,7 +181,7 @@ class Pipeline:
         data_dir=results["prepare"]["dataset_dir"], model_dir=self.dirs["train"],
         epochs=c.epochs, batch_size=c.batch_size, learning_rate=c.learning_rate,
         label_smoothing=c.label_smoothing, seed=c.seed, steps_per_epoch=c.steps_per_epoch,
-        model_kwargs={"dropout": c.dropout})
+        model_kwargs={"dropout": c.dropout}, teacher=c.teacher or "")
     # Resume only a run started with these settings and upstream outputs: the
     # trainer's own check ignores the dataset, which may have been rebuilt. A run
     # with no record (older work directories) is left to the trainer's check.

@@ -30,6 +30,8 @@ flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Batch size (images).")
 flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Baseline peak learning rate.")
 flags.DEFINE_float("label_smoothing", _DEFAULTS.label_smoothing, "Label smoothing.")
 flags.DEFINE_float("dropout", _DEFAULTS.dropout, "Dropout before the classifier (fraction).")
+flags.DEFINE_string("teacher", None, "A trained .keras model the baseline also learns from by "
+                    "knowledge distillation (e.g. an earlier run's baseline); none by default.")
 flags.DEFINE_integer("steps_per_epoch", _DEFAULTS.steps_per_epoch,
                      "Steps per epoch; 0 is one pass over the train split.")
 flags.DEFINE_string("prune_percentages", _DEFAULTS.prune_percentages,

@@ -36,6 +36,7 @@ flags.DEFINE_integer("steps_per_epoch", 0, "Steps per epoch; 0 is one pass over 
 flags.DEFINE_enum("strategy", "default", distribute.STRATEGIES, "tf.distribute strategy.")
 flags.DEFINE_bool("resume", False, "Continue the run in --model_dir from its last checkpoint.")
 flags.DEFINE_bool("overwrite", False, "Start again even if --model_dir holds a previous run.")
+common.define_distillation_flags()
 flags.DEFINE_integer("verbose", 2, "Keras progress output: 0 silent, 1 progress bar, 2 per epoch.")
 
 
@@ -48,6 +49,7 @@ def main():
 
 def _config():
   """The TrainConfig the flags describe."""
+  common.distillation_flags()
   try:
     model_kwargs = json.loads(FLAGS.model_kwargs)
   except json.JSONDecodeError as e:
@@ -68,7 +70,8 @@ def _config():
       augment=FLAGS.augment, seed=FLAGS.seed,
       early_stopping_patience=FLAGS.early_stopping_patience,
       checkpoint_every_steps=FLAGS.checkpoint_every_steps, strategy=FLAGS.strategy,
-      steps_per_epoch=FLAGS.steps_per_epoch)
+      steps_per_epoch=FLAGS.steps_per_epoch, teacher=FLAGS.teacher or "",
+      distill_temperature=FLAGS.distill_temperature, distill_alpha=FLAGS.distill_alpha)
 
 
 def run():

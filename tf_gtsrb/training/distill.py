@@ -34,6 +34,9 @@ class Distiller(keras.Model):
       raise errors.ConfigError(f"distillation temperature must be > 0: {temperature}")
     if not 0.0 <= alpha <= 1.0:
       raise errors.ConfigError(f"distillation alpha must be in [0, 1]: {alpha}")
+    if student.input_shape != teacher.input_shape:
+      raise errors.ConfigError(f"student takes input {student.input_shape} but the teacher "
+                               f"{teacher.input_shape}")
     student_classes, teacher_classes = student.output_shape[-1], teacher.output_shape[-1]
     if student_classes != teacher_classes:
       raise errors.ConfigError(

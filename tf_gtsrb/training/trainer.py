@@ -9,6 +9,9 @@ mid-epoch and ends with the weights and validation history an uninterrupted
 run would have (the training loss and accuracy logged for the epoch it resumed
 in average only the steps after the resume).
 
+With `teacher` set (a .keras model), the model learns by knowledge
+distillation from it as well as from the labels (`distill.Distiller`).
+
 Files in `model_dir`: model.keras (best validation accuracy), final.keras,
 history.json, config.json, state.json, checkpoints/, logs/ (TensorBoard).
 """
@@ -29,6 +32,7 @@ from tf_gtsrb.keras import keras
 from tf_gtsrb.models import build_model
 from tf_gtsrb.models import io as model_io
 from tf_gtsrb.training import compile as compile_lib
+from tf_gtsrb.training import distill
 from tf_gtsrb.training import distribute
 
 SCHEDULES = ("constant", "cosine")
@@ -53,6 +57,9 @@ class TrainConfig:
   checkpoint_every_steps: int = 200
   strategy: str = "default"
   steps_per_epoch: int = 0  # 0: one pass over the training split.
+  teacher: str = ""  # A .keras model to distil from; "": none.
+  distill_temperature: float = 4.0
+  distill_alpha: float = 0.1  # Weight of the label loss; the teacher's gets 1 - alpha.
 
   def validate(self):
     if self.epochs < 1 or self.batch_size < 1:
@@ -65,6 +72,8 @@ class TrainConfig:
       raise errors.ConfigError(f"learning_rate must be positive: {self.learning_rate}")
     if self.strategy not in distribute.STRATEGIES:
       raise errors.ConfigError(f"unknown strategy {self.strategy!r}")
+    if self.teacher and not os.path.isfile(self.teacher):
+      raise errors.ConfigError(f"{self.teacher}: teacher model file not found")
 
   def identity(self):
     """The fields a resumed run must share with the run it continues."""
@@ -96,11 +105,15 @@ def train(config, resume=False, overwrite=False, verbose=1):
   strategy = distribute.get_strategy(config.strategy)
   with strategy.scope():
     model = build_model(config.model, input_size=size, **config.model_kwargs)
-    compile_lib.compile_model(model, _learning_rate(config, steps), config.label_smoothing)
+    trained = model
+    if config.teacher:
+      trained = distill.Distiller(model, model_io.load_model(config.teacher),
+                                  config.distill_temperature, config.distill_alpha)
+    compile_lib.compile_model(trained, _learning_rate(config, steps), config.label_smoothing)
     # Keras keeps dropout's generator state out of checkpoints; without it a
     # resumed run would draw different dropout masks than an uninterrupted one.
     checkpoint = tf.train.Checkpoint(
-        model=model, optimizer=model.optimizer,
+        model=model, optimizer=trained.optimizer,
         dropout_rng=tf.train.Checkpoint(**_random_generators(model)))
     manager = tf.train.CheckpointManager(checkpoint, paths["checkpoints"], max_to_keep=2)
     if resume and state["step"] > 0:
@@ -122,7 +135,7 @@ def train(config, resume=False, overwrite=False, verbose=1):
     epoch, in_epoch = divmod(state["step"], steps)
     train_ds = input_pipeline.batches_from_arrays(
         images, labels, config.batch_size, config.augment, config.seed, state["step"])
-    model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch,
+    trained.fit(train_ds, validation_data=val_ds, initial_epoch=epoch,
               epochs=epoch + 1 if in_epoch else config.epochs,
               steps_per_epoch=steps - in_epoch, callbacks=callbacks, verbose=verbose)
   model_io.save_model(model, paths["final.keras"])
@@ -242,7 +255,7 @@ class _StateRecorder(keras.callbacks.Callback):
     patience = self._config.early_stopping_patience
     if patience and self.state["epochs_without_improvement"] >= patience:
       self.state["stopped_early"] = True
-      self._model.stop_training = True
+      self.model.stop_training = True  # The model being fitted (a Distiller, with a teacher).
     io_utils.write_json(self._paths["history.json"], self.state["history"])
     self._save()
 
