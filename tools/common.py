@@ -56,19 +56,28 @@ def define_fine_tuning_flags(epochs, learning_rate, what="Fine-tuning"):
 
 def define_distillation_flags():
   """Defines --teacher, --distill_temperature and --distill_alpha."""
-  flags.DEFINE_string("teacher", None, "A float .keras model (e.g. the baseline) to distil from "
-                      "while fine-tuning; none: learn from the labels only.")
-  flags.DEFINE_float("distill_temperature", 4.0, "Softmax temperature of the distillation loss.")
-  flags.DEFINE_float("distill_alpha", 0.1, "Weight of the label loss; the teacher's gets 1 - alpha.")
+  flags.DEFINE_string("teacher", None, "A float .keras model (e.g. the baseline) to distil from; "
+                      "none: learn from the labels only.")
+  flags.DEFINE_float("distill_temperature", None, "Softmax temperature of the distillation "
+                     "loss; default: tf_gtsrb.training.distill.DEFAULT_TEMPERATURE (1).")
+  flags.DEFINE_float("distill_alpha", None, "Weight of the label loss (the teacher's gets "
+                     "1 - alpha); default: tf_gtsrb.training.distill.DEFAULT_ALPHA (0.1).")
 
 
 def distillation_flags():
   """Checks --teacher (when given), --distill_temperature and --distill_alpha."""
   if FLAGS.teacher is not None:
     existing_file("teacher")
-  positive("distill_temperature")
-  if not 0.0 <= FLAGS.distill_alpha <= 1.0:
+  if FLAGS.distill_temperature is not None:
+    positive("distill_temperature")
+  if FLAGS.distill_alpha is not None and not 0.0 <= FLAGS.distill_alpha <= 1.0:
     raise errors.ConfigError(f"--distill_alpha must be in [0, 1], got {FLAGS.distill_alpha}")
+
+
+def distillation_settings():
+  """{'distill_temperature': .., 'distill_alpha': ..} for the flags that are set."""
+  return {name: FLAGS[name].value for name in ("distill_temperature", "distill_alpha")
+          if FLAGS[name].value is not None}
 
 
 def distillation_kwargs():
@@ -77,9 +86,7 @@ def distillation_kwargs():
   if FLAGS.teacher is None:
     return {}
   from tf_gtsrb.models import io as model_io  # pylint: disable=g-import-not-at-top
-  return {"teacher": model_io.load_model(FLAGS.teacher),
-          "distill_temperature": FLAGS.distill_temperature,
-          "distill_alpha": FLAGS.distill_alpha}
+  return {"teacher": model_io.load_model(FLAGS.teacher), **distillation_settings()}
 
 
 def require_flags(*names):

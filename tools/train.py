@@ -71,7 +71,7 @@ def _config():
       early_stopping_patience=FLAGS.early_stopping_patience,
       checkpoint_every_steps=FLAGS.checkpoint_every_steps, strategy=FLAGS.strategy,
       steps_per_epoch=FLAGS.steps_per_epoch, teacher=FLAGS.teacher or "",
-      distill_temperature=FLAGS.distill_temperature, distill_alpha=FLAGS.distill_alpha)
+      **common.distillation_settings())
 
 
 def run():

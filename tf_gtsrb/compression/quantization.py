@@ -44,6 +44,7 @@ from tf_gtsrb import errors
 from tf_gtsrb.compression import magnitude_pruning
 from tf_gtsrb.keras import keras
 from tf_gtsrb.training import compile as compile_lib
+from tf_gtsrb.training import distill
 
 quantization = tfmot.quantization.keras
 
@@ -71,7 +72,8 @@ def quantize_aware(model, preserve_sparsity=False, preserve_clusters=False):
 
 def qat_fine_tune(model, train_ds, val_ds, epochs, learning_rate=1e-5, preserve_sparsity=None,
                   preserve_clusters=False, steps_per_epoch=None, callbacks=(), verbose=2,
-                  teacher=None, distill_temperature=4.0, distill_alpha=0.1):
+                  teacher=None, distill_temperature=distill.DEFAULT_TEMPERATURE,
+                  distill_alpha=distill.DEFAULT_ALPHA):
   """Makes float `model` quantization-aware and fine-tunes it; returns the QAT model.
 
   `preserve_sparsity=None` preserves sparsity when the model is at least

@@ -46,7 +46,8 @@ def compile_model(model, learning_rate=1e-3, label_smoothing=0.0):
 
 def fine_tune(model, train_ds, val_ds, epochs, learning_rate=1e-4, label_smoothing=0.0,
               callbacks=(), steps_per_epoch=None, verbose=2, teacher=None,
-              distill_temperature=4.0, distill_alpha=0.1):
+              distill_temperature=distill.DEFAULT_TEMPERATURE,
+              distill_alpha=distill.DEFAULT_ALPHA):
   """Compiles and fits `model` for `epochs`; returns the Keras History.
 
   Used by pruning, QAT and clustering to recover accuracy; full training with

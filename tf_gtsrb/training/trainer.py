@@ -58,8 +58,8 @@ class TrainConfig:
   strategy: str = "default"
   steps_per_epoch: int = 0  # 0: one pass over the training split.
   teacher: str = ""  # A .keras model to distil from; "": none.
-  distill_temperature: float = 4.0
-  distill_alpha: float = 0.1  # Weight of the label loss; the teacher's gets 1 - alpha.
+  distill_temperature: float = distill.DEFAULT_TEMPERATURE
+  distill_alpha: float = distill.DEFAULT_ALPHA
 
   def validate(self):
     if self.epochs < 1 or self.batch_size < 1:
