@@ -61,8 +61,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
       server.release.wait(10)
       self.close_connection = True
       return
-    self.wfile.write(body)
+    # Counted before writing: the client may finish reading before this thread runs again.
     server.bytes_sent += len(body)
+    self.wfile.write(body)
 
 
 @pytest.fixture
