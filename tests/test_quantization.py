@@ -15,6 +15,7 @@ from tf_gtsrb.compression import magnitude_pruning as mp
 from tf_gtsrb.compression import quantization
 from tf_gtsrb.keras import keras
 from tf_gtsrb.models import io as model_io
+from tf_gtsrb.training import compile as compile_lib
 import synthetic
 from synthetic import KERNEL_LAYERS
 import tool_runner
@@ -67,6 +68,8 @@ def test_qat_trains_predicts_and_round_trips(cnn16, batches16, images, tmp_path)
                                          learning_rate=1e-2, verbose=0)
   after = _wrapped_kernels(qat_model)
   assert any(not np.array_equal(before[name], after[name]) for name in KERNEL_LAYERS)
+  # QAT fine-tunes with the training loss (label smoothing 0.1), not a sharper one.
+  assert qat_model.loss.label_smoothing == compile_lib.DEFAULT_LABEL_SMOOTHING == 0.1
   predictions = qat_model.predict(images, verbose=0)
   assert predictions.shape == (64, 43)
   np.testing.assert_allclose(predictions.sum(axis=1), 1.0, atol=1e-3)

@@ -156,7 +156,8 @@ class Pipeline:
         "prune": ({"percent": c.prune_percentages, "max_params": c.max_params,
                    "criterion": c.prune_criterion,
                    "epochs": c.prune_epochs, "lr": c.prune_learning_rate}, ["analyze"]),
-        "qat": ({"epochs": c.qat_epochs, "lr": c.qat_learning_rate}, ["prune"]),
+        "qat": ({"epochs": c.qat_epochs, "lr": c.qat_learning_rate, "ls": c.label_smoothing},
+                ["prune"]),
         "convert": ({"calibration": c.num_calibration_images}, ["train", "qat"]),
         "benchmark": ({"threads": c.threads, "rounds": c.latency_rounds}, ["convert"]),
         "report": ({}, ["benchmark"]),
@@ -269,7 +270,8 @@ class Pipeline:
     qat_model = quantization.qat_fine_tune(model, train_ds, val_ds, c.qat_epochs,
                                            learning_rate=compile_lib.cosine_decay(
                                                c.qat_learning_rate, c.qat_epochs * steps),
-                                           steps_per_epoch=steps)
+                                           steps_per_epoch=steps,
+                                           label_smoothing=c.label_smoothing)
     path = os.path.join(self.dirs["qat"], "qat.keras")
     model_io.save_model(qat_model, path)
     return {"model": path,

@@ -6,6 +6,11 @@ from tf_gtsrb.keras import keras
 from tf_gtsrb.training import distill
 
 
+# Training's label smoothing; fine-tuning (pruning, QAT, clustering) keeps the same loss by
+# default, so it does not pull a smoothed model towards over-confident outputs.
+DEFAULT_LABEL_SMOOTHING = 0.1
+
+
 class SparseSmoothedCrossentropy(keras.losses.Loss):
   """Cross-entropy on integer labels and predicted probabilities, with label smoothing."""
 
@@ -44,7 +49,8 @@ def compile_model(model, learning_rate=1e-3, label_smoothing=0.0):
   return model
 
 
-def fine_tune(model, train_ds, val_ds, epochs, learning_rate=1e-4, label_smoothing=0.0,
+def fine_tune(model, train_ds, val_ds, epochs, learning_rate=1e-4,
+              label_smoothing=DEFAULT_LABEL_SMOOTHING,
               callbacks=(), steps_per_epoch=None, verbose=2, teacher=None,
               distill_temperature=distill.DEFAULT_TEMPERATURE,
               distill_alpha=distill.DEFAULT_ALPHA):

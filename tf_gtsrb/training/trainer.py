@@ -50,7 +50,7 @@ class TrainConfig:
   learning_rate: float = 1e-3
   schedule: str = "cosine"
   warmup_epochs: float = 1.0
-  label_smoothing: float = 0.1
+  label_smoothing: float = compile_lib.DEFAULT_LABEL_SMOOTHING
   augment: bool = True
   seed: int = 0
   early_stopping_patience: int = 0
