@@ -3,8 +3,9 @@
 Per image: a small rotation, shift and zoom (one projective transform), colour
 jitter (brightness, contrast, saturation, hue), a gamma change (under- and
 over-exposure, backlit signs) and, sometimes, a shadow over part of the image
-(darker beyond a random straight edge) and a 3x3 Gaussian blur. Randomness is stateless and derived from (seed, batch index), so a
-resumed run sees exactly the augmentations an uninterrupted run would have.
+(darker beyond a random straight edge) and a 3x3 Gaussian blur. Randomness is
+stateless and derived from (seed, batch index), so a resumed run sees exactly
+the augmentations an uninterrupted run would have.
 """
 
 import math

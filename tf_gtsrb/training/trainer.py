@@ -136,8 +136,8 @@ def train(config, resume=False, overwrite=False, verbose=1):
     train_ds = input_pipeline.batches_from_arrays(
         images, labels, config.batch_size, config.augment, config.seed, state["step"])
     trained.fit(train_ds, validation_data=val_ds, initial_epoch=epoch,
-              epochs=epoch + 1 if in_epoch else config.epochs,
-              steps_per_epoch=steps - in_epoch, callbacks=callbacks, verbose=verbose)
+                epochs=epoch + 1 if in_epoch else config.epochs,
+                steps_per_epoch=steps - in_epoch, callbacks=callbacks, verbose=verbose)
   model_io.save_model(model, paths["final.keras"])
   return state["history"]
 
