@@ -27,7 +27,8 @@ flags.DEFINE_float("learning_rate", 1e-3, "Peak learning rate of Adam.")
 flags.DEFINE_enum("schedule", "cosine", trainer.SCHEDULES, "Learning-rate schedule.")
 flags.DEFINE_float("warmup_epochs", 1.0, "Linear warm-up length for the cosine schedule (epochs).")
 flags.DEFINE_float("label_smoothing", 0.1, "Label smoothing of the cross-entropy.")
-flags.DEFINE_bool("augment", True, "Online augmentation (rotation, shift, zoom, colour, gamma, shadow, blur).")
+flags.DEFINE_bool("augment", True,
+                  "Online augmentation (rotation, shift, zoom, colour, gamma, shadow, blur).")
 flags.DEFINE_integer("seed", 0, "Seed of weights init, data order and augmentation.")
 flags.DEFINE_integer("early_stopping_patience", 0, "Stop after this many epochs without a "
                      "better validation accuracy; 0 never stops early.")
