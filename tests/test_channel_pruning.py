@@ -8,6 +8,7 @@ import pytest
 
 from tf_gtsrb import errors
 from tf_gtsrb.compression import channel_pruning
+from tf_gtsrb.evaluation import complexity
 from tf_gtsrb.keras import keras
 from tf_gtsrb.models import io as model_io
 from tf_gtsrb.models import traffic_sign_cnn
@@ -147,6 +148,57 @@ def test_percentage_leaving_no_channel_names_layer():
     channel_pruning.select_channels(_random_model(), 90)  # 4 channels -> 0 kept
   with pytest.raises(errors.ConfigError, match="conv1"):
     channel_pruning.select_channels(_random_model(), {"conv1": 90, "conv2": 10})
+
+
+@pytest.mark.parametrize("input_size, percentages", [
+    (32, {"conv1": 25, "conv2": 25, "conv3": 50, "conv4": 68.75}),
+    (32, 0), (20, {"conv1": 50, "conv4": 10})])
+def test_params_and_macs_after_match_the_built_model(input_size, percentages):
+  full = traffic_sign_cnn.DEFAULT_CHANNELS
+  parsed = channel_pruning.parse_percentages(percentages)
+  kept = tuple(channel_pruning.num_kept(c, parsed[n])
+               for c, n in zip(full, channel_pruning.CONV_LAYERS))
+  model = traffic_sign_cnn.build(channels=kept, input_size=input_size)
+  trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+  assert channel_pruning.params_after(full, parsed) == trainable
+  assert channel_pruning.macs_after(full, parsed, input_size) == complexity.count_macs(model)
+
+
+def test_fit_to_budget_meets_both_budgets_by_raising_the_lowest_first():
+  full = traffic_sign_cnn.DEFAULT_CHANNELS
+  start = {"conv1": 34, "conv2": 33, "conv3": 29, "conv4": 13}
+  baseline_macs = channel_pruning.macs_after(full, channel_pruning.parse_percentages(0))
+
+  by_params = channel_pruning.fit_to_budget(full, start, max_params=90000)
+  assert channel_pruning.params_after(full, by_params) <= 90000
+  assert all(by_params[n] >= start[n] for n in start)
+  # Water-filling: the layers it raised end level, within one step.
+  raised = [v for n, v in by_params.items() if v > start[n]]
+  assert raised and max(raised) - min(raised) <= 0.5
+
+  by_macs = channel_pruning.fit_to_budget(full, start, max_macs=0.2 * baseline_macs)
+  assert channel_pruning.macs_after(full, by_macs) <= 0.2 * baseline_macs
+
+  both = channel_pruning.fit_to_budget(full, start, max_params=90000,
+                                       max_macs=0.2 * baseline_macs)
+  assert channel_pruning.params_after(full, both) <= 90000
+  assert channel_pruning.macs_after(full, both) <= 0.2 * baseline_macs
+
+
+def test_fit_to_budget_keeps_percentages_that_fit():
+  released = {"conv1": 25.0, "conv2": 25.0, "conv3": 50.0, "conv4": 68.75}
+  full = traffic_sign_cnn.DEFAULT_CHANNELS
+  budget_macs = 0.4 * channel_pruning.macs_after(full, channel_pruning.parse_percentages(0))
+  assert channel_pruning.fit_to_budget(full, released, max_params=90000,
+                                       max_macs=budget_macs) == released
+  assert channel_pruning.fit_to_budget(full, released) == released  # No budget.
+
+
+def test_unreachable_budget_raises_config_error():
+  with pytest.raises(errors.ConfigError, match="cannot reach 100 parameters"):
+    channel_pruning.fit_to_budget(traffic_sign_cnn.DEFAULT_CHANNELS, 10, max_params=100)
+  with pytest.raises(errors.ConfigError, match="cannot reach any number of parameters and 10 MACs"):
+    channel_pruning.fit_to_budget(traffic_sign_cnn.DEFAULT_CHANNELS, 10, max_macs=10)
 
 
 def test_bad_kept_indices_raise_config_error():

@@ -41,7 +41,8 @@ class PipelineConfig:
   steps_per_epoch: int = 0  # 0: one pass over the training split.
   teacher: str = None  # A .keras model the baseline also learns from (distillation); None: none.
   prune_percentages: str = "analysis"  # Or '40' (every layer) or 'conv1=30,...,conv4=60'.
-  max_params: int = 90000  # Pruned-model budget (about 96 KB as INT8); 0: none.
+  max_params: int = 90000  # Pruned-model parameter budget (about 99 KB as INT8); 0: none.
+  max_macs_percent: float = 40.0  # Pruned-model MAC budget, % of the baseline's; 0: none.
   prune_criterion: str = "l1"
   prune_epochs: int = 10
   prune_learning_rate: float = 5e-4
@@ -71,6 +72,9 @@ class PipelineConfig:
     for name in ("learning_rate", "prune_learning_rate", "qat_learning_rate"):
       if getattr(self, name) <= 0:
         raise errors.ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+    if not 0.0 <= self.max_macs_percent <= 100.0:
+      raise errors.ConfigError(
+          f"max_macs_percent must be in [0, 100], got {self.max_macs_percent}")
     if not 0.0 <= self.label_smoothing < 1.0:
       raise errors.ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
     if not 0.0 <= self.dropout < 1.0:
@@ -154,7 +158,7 @@ class Pipeline:
                   ["prepare"]),
         "analyze": ({}, ["prepare", "train"]),
         "prune": ({"percent": c.prune_percentages, "max_params": c.max_params,
-                   "criterion": c.prune_criterion,
+                   "max_macs_percent": c.max_macs_percent, "criterion": c.prune_criterion,
                    "epochs": c.prune_epochs, "lr": c.prune_learning_rate}, ["analyze"]),
         "qat": ({"epochs": c.qat_epochs, "lr": c.qat_learning_rate, "ls": c.label_smoothing},
                 ["prune"]),
@@ -233,6 +237,7 @@ class Pipeline:
   def _prune(self, results):
     # pylint: disable=g-import-not-at-top
     from tf_gtsrb.compression import channel_pruning
+    from tf_gtsrb.evaluation import complexity
     from tf_gtsrb.models import io as model_io
     from tf_gtsrb.models import traffic_sign_cnn
     from tf_gtsrb.training import compile as compile_lib
@@ -241,9 +246,10 @@ class Pipeline:
     percentages = (results["analyze"]["recommended_percentages"]
                    if c.prune_percentages == "analysis"
                    else channel_pruning.percentages_from_text(c.prune_percentages))
-    if c.max_params:
-      percentages = channel_pruning.fit_to_budget(
-          traffic_sign_cnn.channels_of(model), percentages, c.max_params)
+    percentages = channel_pruning.fit_to_budget(
+        traffic_sign_cnn.channels_of(model), percentages, max_params=c.max_params,
+        max_macs=int(complexity.count_macs(model) * c.max_macs_percent / 100),
+        input_size=model.input_shape[1])
     kept = channel_pruning.select_channels(model, percentages, c.prune_criterion)
     pruned = channel_pruning.prune_kept(model, kept)
     train_ds, val_ds, steps = self._datasets(results)

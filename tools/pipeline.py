@@ -40,7 +40,10 @@ flags.DEFINE_string("prune_percentages", _DEFAULTS.prune_percentages,
                     "conv1=P,conv2=P,conv3=P,conv4=P.")
 flags.DEFINE_integer("max_params", _DEFAULTS.max_params,
                      "Parameter budget of the pruned model: the percentages are raised evenly "
-                     "until it fits (90,000 is about 96 KB as INT8); 0 keeps them as they are.")
+                     "until it fits (90,000 is about 99 KB as INT8); 0: no parameter budget.")
+flags.DEFINE_float("max_macs_percent", _DEFAULTS.max_macs_percent,
+                   "MAC budget of the pruned model, in % of the baseline's MACs per image: the "
+                   "percentages are raised evenly until it fits; 0: no MAC budget.")
 flags.DEFINE_enum("prune_criterion", _DEFAULTS.prune_criterion, ["l1", "bn_gamma"],
                   "Which filters go: smallest L1 norm or smallest |BN gamma|.")
 flags.DEFINE_integer("prune_epochs", _DEFAULTS.prune_epochs, "Fine-tuning epochs after pruning.")

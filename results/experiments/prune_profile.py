@@ -3,7 +3,10 @@ to CHANNELS by filter L1 norm, fine-tunes as the pipeline does (cosine from the 
 learning rate, label smoothing 0.1, batch 128, augmentation, seed 0), and prints the
 validation history and the test accuracy.
 
-  python results/experiments/prune_profile.py BASELINE.keras DATA_DIR 24/40/64/88 15 1e-3 [TEACHER.keras]
+  python results/experiments/prune_profile.py BASELINE.keras DATA_DIR 24/40/64/88 15 1e-3 \
+      [teacher=TEACHER.keras] [dropout=RATE]
+
+dropout=RATE replaces the dropout rate the pruned model inherits from the baseline.
 """
 
 import sys
@@ -16,7 +19,7 @@ from tf_gtsrb.models import traffic_sign_cnn
 from tf_gtsrb.training import compile as compile_lib
 
 
-def main(baseline, data_dir, channels, epochs, learning_rate, teacher=None):
+def main(baseline, data_dir, channels, epochs, learning_rate, teacher=None, dropout=None):
   model = model_io.load_model(baseline)
   channels = [int(c) for c in channels.split("/")]
   before = traffic_sign_cnn.channels_of(model)
@@ -24,7 +27,10 @@ def main(baseline, data_dir, channels, epochs, learning_rate, teacher=None):
                  for i, (after, full) in enumerate(zip(channels, before), start=1)}
   pruned = channel_pruning.prune_kept(
       model, channel_pruning.select_channels(model, percentages, "l1"))
-  print("channels", traffic_sign_cnn.channels_of(pruned), "params", pruned.count_params())
+  if dropout is not None:
+    pruned.get_layer("dropout").rate = float(dropout)
+  print("channels", traffic_sign_cnn.channels_of(pruned), "params", pruned.count_params(),
+        "dropout", pruned.get_layer("dropout").rate)
   steps = input_pipeline.steps_per_epoch(input_pipeline.split_size(data_dir, "train"), 128)
   compile_lib.fine_tune(
       pruned, input_pipeline.train_dataset(data_dir, 128, seed=0),
@@ -37,4 +43,4 @@ def main(baseline, data_dir, channels, epochs, learning_rate, teacher=None):
 
 
 if __name__ == "__main__":
-  main(*sys.argv[1:])
+  main(*sys.argv[1:6], **dict(arg.split("=", 1) for arg in sys.argv[6:]))

@@ -88,16 +88,32 @@ def percentages_from_text(text):
         f"prune percentages {text!r}: expected a number or conv1=P,...,conv4=P") from e
 
 
+def _kept_channels(channels, percentages):
+  return [num_kept(c, percentages[name]) for c, name in zip(channels, CONV_LAYERS)]
+
+
 def params_after(channels, percentages, num_classes=43, input_channels=3):
   """Trainable parameters of a TrafficSignCNN with `channels` pruned by `percentages`."""
-  kept = [num_kept(c, percentages[name]) for c, name in zip(channels, CONV_LAYERS)]
+  kept = _kept_channels(channels, percentages)
   inputs = [input_channels] + kept[:-1]
   convs = sum(9 * i * o + 2 * o for i, o in zip(inputs, kept))  # kernels + BN gamma/beta
   return convs + kept[-1] * num_classes + num_classes
 
 
-def fit_to_budget(channels, percentages, max_params, step=0.5, max_percent=95.0):
-  """Raises prune percentages until the pruned model has at most `max_params` parameters.
+def macs_after(channels, percentages, input_size=32, num_classes=43, input_channels=3):
+  """MACs per image of a TrafficSignCNN with `channels` pruned by `percentages`
+  (conv + dense, as `complexity.count_macs` counts them)."""
+  kept = _kept_channels(channels, percentages)
+  inputs = [input_channels] + kept[:-1]
+  sides = [input_size // 2**block for block in range(len(kept))]  # 'same' conv, then pool
+  convs = sum(side * side * 9 * i * o for side, i, o in zip(sides, inputs, kept))
+  return convs + kept[-1] * num_classes
+
+
+def fit_to_budget(channels, percentages, max_params=0, max_macs=0, input_size=32, step=0.5,
+                  max_percent=95.0):
+  """Raises prune percentages until the pruned model has at most `max_params`
+  parameters and `max_macs` MACs per image (0: no limit).
 
   Water-filling: the lowest percentages rise first, so every layer keeps at
   least its recommended share pruned and the layers the analysis would spare
@@ -105,11 +121,17 @@ def fit_to_budget(channels, percentages, max_params, step=0.5, max_percent=95.0)
   in the largest layer, conv4).
   """
   percentages = dict(parse_percentages(percentages))
-  while params_after(channels, percentages) > max_params:
+
+  def over_budget():
+    return ((max_params and params_after(channels, percentages) > max_params) or
+            (max_macs and macs_after(channels, percentages, input_size) > max_macs))
+
+  while over_budget():
     lowest = min(percentages.values())
     if lowest >= max_percent:
       raise errors.ConfigError(
-          f"cannot reach {max_params} parameters with at most {max_percent}% pruning per layer")
+          f"cannot reach {max_params or 'any number of'} parameters and "
+          f"{max_macs or 'any number of'} MACs with at most {max_percent}% pruning per layer")
     for name, value in percentages.items():
       if value <= lowest + 1e-9:
         percentages[name] = min(max_percent, value + step)
