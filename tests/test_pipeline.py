@@ -21,6 +21,7 @@ from tf_gtsrb import errors
 from tf_gtsrb import io_utils
 from tf_gtsrb import pipeline
 from tf_gtsrb.export import tflite
+from tf_gtsrb.models import io as model_io
 
 STEPS = pipeline.STEPS
 SETTINGS = dict(epochs=1, steps_per_epoch=3, batch_size=32, prune_epochs=1, qat_epochs=1,
@@ -179,6 +180,25 @@ def test_teacher_makes_the_baseline_train_again_learning_from_it(finished, tmp_p
     pipeline.Pipeline(_config(work_dir, teacher=teacher), log=lines.append).run()
   assert _status(lines) == {"prepare": "skipped", "train": "ran"}
   assert configs[0].teacher == teacher
+
+
+def test_distill_pruning_fine_tunes_the_pruned_model_against_the_baseline(finished, tmp_path,
+                                                                          monkeypatch):
+  from tf_gtsrb.training import compile as compile_lib  # pylint: disable=g-import-not-at-top
+  work_dir = _copy(finished, tmp_path)
+  teachers = []
+
+  def stop_at_fine_tuning(model, *args, teacher=None, **kwargs):
+    teachers.append(teacher)
+    raise KeyboardInterrupt
+  monkeypatch.setattr(compile_lib, "fine_tune", stop_at_fine_tuning)
+  lines = []
+  with pytest.raises(KeyboardInterrupt):
+    pipeline.Pipeline(_config(work_dir, distill_pruning=True), log=lines.append).run()
+  assert _status(lines) == {"prepare": "skipped", "train": "skipped", "analyze": "skipped",
+                            "prune": "ran"}
+  baseline = io_utils.read_json(_marker(work_dir, "train"))["outputs"]["model"]
+  assert teachers[0].count_params() == model_io.load_model(baseline).count_params()
 
 
 def test_forced_step_reruns_the_steps_after_it(finished, tmp_path, monkeypatch):

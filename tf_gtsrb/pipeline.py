@@ -44,6 +44,7 @@ class PipelineConfig:
   max_params: int = 90000  # Pruned-model parameter budget (about 99 KB as INT8); 0: none.
   max_macs_percent: float = 40.0  # Pruned-model MAC budget, % of the baseline's; 0: none.
   prune_criterion: str = "l1"
+  distill_pruning: bool = False  # The pruned model also learns from the baseline (distillation).
   prune_epochs: int = 10
   prune_learning_rate: float = 5e-4
   qat_epochs: int = 3
@@ -159,7 +160,8 @@ class Pipeline:
         "analyze": ({}, ["prepare", "train"]),
         "prune": ({"percent": c.prune_percentages, "max_params": c.max_params,
                    "max_macs_percent": c.max_macs_percent, "criterion": c.prune_criterion,
-                   "epochs": c.prune_epochs, "lr": c.prune_learning_rate}, ["analyze"]),
+                   "epochs": c.prune_epochs, "lr": c.prune_learning_rate,
+                   **({"distill": True} if c.distill_pruning else {})}, ["analyze"]),
         "qat": ({"epochs": c.qat_epochs, "lr": c.qat_learning_rate, "ls": c.label_smoothing},
                 ["prune"]),
         "convert": ({"calibration": c.num_calibration_images}, ["train", "qat"]),
@@ -256,7 +258,8 @@ class Pipeline:
     history = compile_lib.fine_tune(pruned, train_ds, val_ds, c.prune_epochs,
                                     learning_rate=compile_lib.cosine_decay(
                                         c.prune_learning_rate, c.prune_epochs * steps),
-                                    label_smoothing=c.label_smoothing, steps_per_epoch=steps)
+                                    label_smoothing=c.label_smoothing, steps_per_epoch=steps,
+                                    teacher=model if c.distill_pruning else None)
     path = os.path.join(self.dirs["prune"], "pruned.keras")
     model_io.save_model(pruned, path)
     record = channel_pruning.describe_pruning(model, pruned, kept, percentages, c.prune_criterion)
