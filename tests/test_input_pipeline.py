@@ -172,6 +172,34 @@ def test_without_a_shadow_nothing_changes(monkeypatch):
   np.testing.assert_array_equal(augment._maybe_shadow(images, seeds).numpy(), images.numpy())
 
 
+def test_random_erasing_fills_one_square_with_the_image_mean():
+  images = tf.random.stateless_uniform((16, 32, 32, 3), seed=[3, 4])
+  seeds = tf.random.experimental.stateless_split(tf.constant([7, 8], tf.int64), num=4)
+  out = augment._maybe_erase(images, seeds, probability=1.0).numpy()
+  means = images.numpy().mean(axis=(1, 2))
+  low, high = augment.ERASE_SIDE
+  for image, original, mean in zip(out, images.numpy(), means):
+    erased = np.any(image != original, axis=-1)
+    ys, xs = np.nonzero(erased)
+    assert erased.sum() > 0
+    # One axis-aligned rectangle (a square, unless the border cuts it)...
+    assert erased.sum() == (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
+    assert max(ys.max() - ys.min(), xs.max() - xs.min()) + 1 <= high * 32 + 1
+    # ...filled with the image's mean colour.
+    np.testing.assert_allclose(image[erased], np.broadcast_to(mean, image[erased].shape),
+                               rtol=1e-6)
+  assert np.array_equal(augment._maybe_erase(images, seeds, 0.0).numpy(), images.numpy())
+
+
+def test_erasing_leaves_the_other_augmentations_unchanged():
+  images = tf.random.stateless_uniform((8, 32, 32, 3), seed=[1, 2])
+  plain = augment.augment_batch(images, tf.constant([0, 5])).numpy()
+  erased = augment.augment_batch(images, tf.constant([0, 5]), erase_probability=1.0).numpy()
+  changed = np.any(plain != erased, axis=-1)
+  assert all(0 < c.sum() < c.size for c in changed)  # Every image lost a part, only a part.
+  np.testing.assert_array_equal(plain[~changed], erased[~changed])
+
+
 # --------------------------------------------------------------------------
 # find_dataset_dir and the prepared-dataset readers.
 

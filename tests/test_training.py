@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tf_gtsrb import errors
+from tf_gtsrb import io_utils
 from tf_gtsrb.models import io as model_io
 from tf_gtsrb.training import trainer
 
@@ -113,9 +114,22 @@ def test_resume_with_different_settings_is_refused_before_work(trained_copy, mon
   assert _snapshot(trained_copy.model_dir) == before
 
 
+def test_resume_accepts_a_saved_config_without_a_newer_setting(trained_copy):
+  """A run saved before a setting existed resumes when that setting is at its default."""
+  path = os.path.join(trained_copy.model_dir, "config.json")
+  saved = io_utils.read_json(path)
+  del saved["erase_probability"]
+  io_utils.write_json(path, saved)
+  paths = {"config.json": path}
+  trainer._check_same_run(trained_copy, paths)  # pylint: disable=protected-access
+  with pytest.raises(errors.ConfigError, match="erase_probability"):
+    trainer._check_same_run(  # pylint: disable=protected-access
+        dataclasses.replace(trained_copy, erase_probability=0.5), paths)
+
+
 def test_bad_config_is_refused_before_work(tiny_data_dir, tmp_path):
   for overrides in ({"epochs": 0}, {"schedule": "step"}, {"label_smoothing": 1.0},
-                    {"learning_rate": 0.0}, {"strategy": "tpu"},
+                    {"learning_rate": 0.0}, {"strategy": "tpu"}, {"erase_probability": 1.5},
                     {"teacher": str(tmp_path / "no_teacher.keras")}):
     with pytest.raises(errors.ConfigError):
       trainer.train(_config(tiny_data_dir, tmp_path / "run", **overrides), verbose=0)

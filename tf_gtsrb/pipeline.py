@@ -38,6 +38,7 @@ class PipelineConfig:
   learning_rate: float = 2e-3
   label_smoothing: float = 0.1
   dropout: float = 0.5
+  erase_probability: float = 0.0  # Random erasing in the baseline's augmentation; 0: none.
   steps_per_epoch: int = 0  # 0: one pass over the training split.
   teacher: str = None  # A .keras model the baseline also learns from (distillation); None: none.
   prune_percentages: str = "analysis"  # Or '40' (every layer) or 'conv1=30,...,conv4=60'.
@@ -78,6 +79,9 @@ class PipelineConfig:
           f"max_macs_percent must be in [0, 100], got {self.max_macs_percent}")
     if not 0.0 <= self.label_smoothing < 1.0:
       raise errors.ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+    if not 0.0 <= self.erase_probability <= 1.0:
+      raise errors.ConfigError(
+          f"erase_probability must be in [0, 1], got {self.erase_probability}")
     if not 0.0 <= self.dropout < 1.0:
       raise errors.ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
     if self.prune_criterion not in PRUNE_CRITERIA:
@@ -155,7 +159,8 @@ class Pipeline:
                      "balance": c.balance_target, "seed": c.seed}, []),
         "train": ({"epochs": c.epochs, "batch": c.batch_size, "lr": c.learning_rate,
                    "ls": c.label_smoothing, "dropout": c.dropout, "steps": c.steps_per_epoch,
-                   "seed": c.seed, **distillation},
+                   "seed": c.seed, **distillation,
+                   **({"erase": c.erase_probability} if c.erase_probability else {})},
                   ["prepare"]),
         "analyze": ({}, ["prepare", "train"]),
         "prune": ({"percent": c.prune_percentages, "max_params": c.max_params,
@@ -188,7 +193,8 @@ class Pipeline:
         data_dir=results["prepare"]["dataset_dir"], model_dir=self.dirs["train"],
         epochs=c.epochs, batch_size=c.batch_size, learning_rate=c.learning_rate,
         label_smoothing=c.label_smoothing, seed=c.seed, steps_per_epoch=c.steps_per_epoch,
-        model_kwargs={"dropout": c.dropout}, teacher=c.teacher or "")
+        model_kwargs={"dropout": c.dropout}, teacher=c.teacher or "",
+        erase_probability=c.erase_probability)
     # Resume only a run started with these settings and upstream outputs: the
     # trainer's own check ignores the dataset, which may have been rebuilt. A run
     # with no record (older work directories) is left to the trainer's check.

@@ -30,6 +30,9 @@ flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Batch size (images).")
 flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Baseline peak learning rate.")
 flags.DEFINE_float("label_smoothing", _DEFAULTS.label_smoothing, "Label smoothing.")
 flags.DEFINE_float("dropout", _DEFAULTS.dropout, "Dropout before the classifier (fraction).")
+flags.DEFINE_float("erase_probability", _DEFAULTS.erase_probability,
+                   "Share of the baseline's training images that also get a random erasing "
+                   "(a square filled with the image's mean colour); 0: none.")
 flags.DEFINE_string("teacher", None, "A trained .keras model the baseline also learns from by "
                     "knowledge distillation (e.g. an earlier run's baseline); none by default.")
 flags.DEFINE_integer("steps_per_epoch", _DEFAULTS.steps_per_epoch,

@@ -29,6 +29,8 @@ flags.DEFINE_float("warmup_epochs", 1.0, "Linear warm-up length for the cosine s
 flags.DEFINE_float("label_smoothing", 0.1, "Label smoothing of the cross-entropy.")
 flags.DEFINE_bool("augment", True,
                   "Online augmentation (rotation, shift, zoom, colour, gamma, shadow, blur).")
+flags.DEFINE_float("erase_probability", 0.0, "Share of training images that also get a random "
+                   "erasing (a square filled with the image's mean colour); 0: none.")
 flags.DEFINE_integer("seed", 0, "Seed of weights init, data order and augmentation.")
 flags.DEFINE_integer("early_stopping_patience", 0, "Stop after this many epochs without a "
                      "better validation accuracy; 0 never stops early.")
@@ -68,7 +70,7 @@ def _config():
       model_kwargs=model_kwargs, epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
       learning_rate=FLAGS.learning_rate, schedule=FLAGS.schedule,
       warmup_epochs=FLAGS.warmup_epochs, label_smoothing=FLAGS.label_smoothing,
-      augment=FLAGS.augment, seed=FLAGS.seed,
+      augment=FLAGS.augment, erase_probability=FLAGS.erase_probability, seed=FLAGS.seed,
       early_stopping_patience=FLAGS.early_stopping_patience,
       checkpoint_every_steps=FLAGS.checkpoint_every_steps, strategy=FLAGS.strategy,
       steps_per_epoch=FLAGS.steps_per_epoch, teacher=FLAGS.teacher or "",

@@ -3,7 +3,8 @@
 Per image: a small rotation, shift and zoom (one projective transform), colour
 jitter (brightness, contrast, saturation, hue), a gamma change (under- and
 over-exposure, backlit signs) and, sometimes, a shadow over part of the image
-(darker beyond a random straight edge) and a 3x3 Gaussian blur. Randomness is
+(darker beyond a random straight edge) and a 3x3 Gaussian blur; optionally, random
+erasing (a square filled with the image's mean colour). Randomness is
 stateless and derived from (seed, batch index), so a resumed run sees exactly
 the augmentations an uninterrupted run would have.
 """
@@ -24,16 +25,26 @@ SHADOW_PROBABILITY = 0.3
 SHADOW_DARKNESS = (0.3, 0.8)  # Brightness left in the shadow.
 SHADOW_EDGE_PIXELS = 1.0  # Width of the soft shadow edge.
 BLUR_PROBABILITY = 0.1
+ERASE_SIDE = (0.25, 0.5)  # Side of an erased square, as a share of the image width.
 
 
-def augment_batch(images, seed):
-  """Augments a (B, H, W, 3) float32 batch; `seed` is a shape-[2] int tensor."""
-  seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=12)
+def augment_batch(images, seed, erase_probability=0.0):
+  """Augments a (B, H, W, 3) float32 batch; `seed` is a shape-[2] int tensor.
+
+  `erase_probability`: share of images that get a random erasing (Zhong et al.
+  2017) after the other changes; 0 leaves the augmentation exactly as without it.
+  """
+  seed = tf.cast(seed, tf.int64)
+  seeds = tf.random.experimental.stateless_split(seed, num=12)
   images = _geometric(images, seeds[0])
   images = _colour(images, seeds[1:5])
   images = _gamma(images, seeds[7])
   images = _maybe_shadow(images, seeds[8:12])
   images = _maybe_blur(images, seeds[5:7])
+  if erase_probability > 0:
+    erase_seeds = tf.random.experimental.stateless_split(
+        tf.random.experimental.stateless_fold_in(seed, 1), num=4)
+    images = _maybe_erase(images, erase_seeds, erase_probability)
   return tf.clip_by_value(images, 0.0, 1.0)
 
 
@@ -109,3 +120,21 @@ def _maybe_blur(images, seeds):
   use = tf.cast(_uniform(seeds[0], batch, 0.0, 1.0) < BLUR_PROBABILITY, images.dtype)
   use = tf.reshape(use, [-1, 1, 1, 1])
   return use * blurred + (1 - use) * images
+
+
+def _maybe_erase(images, seeds, probability):
+  """Fills, with `probability`, a random square of each image (ERASE_SIDE of its
+  width, possibly cut off by the border) with the image's mean colour."""
+  batch = tf.shape(images)[0]
+  height = tf.cast(tf.shape(images)[1], tf.float32)
+  width = tf.cast(tf.shape(images)[2], tf.float32)
+  half_side = _uniform(seeds[0], batch, *ERASE_SIDE) * width / 2
+  centre_x = _uniform(seeds[1], batch, 0.0, width)
+  centre_y = _uniform(seeds[2], batch, 0.0, height)
+  ys, xs = tf.meshgrid(tf.range(height) + 0.5, tf.range(width) + 0.5, indexing="ij")
+  per_image = lambda v: tf.reshape(v, [-1, 1, 1])
+  inside = ((tf.abs(xs - per_image(centre_x)) < per_image(half_side)) &
+            (tf.abs(ys - per_image(centre_y)) < per_image(half_side)))
+  use = per_image(_uniform(seeds[3], batch, 0.0, 1.0) < probability)
+  mean = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
+  return tf.where((inside & use)[..., None], mean, images)

@@ -52,6 +52,7 @@ class TrainConfig:
   warmup_epochs: float = 1.0
   label_smoothing: float = compile_lib.DEFAULT_LABEL_SMOOTHING
   augment: bool = True
+  erase_probability: float = 0.0  # Share of images given a random erasing (with augment).
   seed: int = 0
   early_stopping_patience: int = 0
   checkpoint_every_steps: int = 200
@@ -68,6 +69,8 @@ class TrainConfig:
       raise errors.ConfigError(f"unknown schedule {self.schedule!r}; choose one of {SCHEDULES}")
     if not 0.0 <= self.label_smoothing < 1.0:
       raise errors.ConfigError(f"label_smoothing must be in [0, 1): {self.label_smoothing}")
+    if not 0.0 <= self.erase_probability <= 1.0:
+      raise errors.ConfigError(f"erase_probability must be in [0, 1]: {self.erase_probability}")
     if self.learning_rate <= 0:
       raise errors.ConfigError(f"learning_rate must be positive: {self.learning_rate}")
     if self.strategy not in distribute.STRATEGIES:
@@ -134,7 +137,8 @@ def train(config, resume=False, overwrite=False, verbose=1):
     # A resumed run first finishes its interrupted epoch, then runs the rest in one fit.
     epoch, in_epoch = divmod(state["step"], steps)
     train_ds = input_pipeline.batches_from_arrays(
-        images, labels, config.batch_size, config.augment, config.seed, state["step"])
+        images, labels, config.batch_size, config.augment, config.seed, state["step"],
+        config.erase_probability)
     trained.fit(train_ds, validation_data=val_ds, initial_epoch=epoch,
                 epochs=epoch + 1 if in_epoch else config.epochs,
                 steps_per_epoch=steps - in_epoch, callbacks=callbacks, verbose=verbose)
@@ -198,7 +202,10 @@ def _start_state(config, paths, resume, overwrite):
 
 
 def _check_same_run(config, paths):
-  saved = io_utils.read_json(paths["config.json"])
+  # A setting added after the saved run started counts as its default there.
+  defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+              if f.default is not dataclasses.MISSING}
+  saved = {**defaults, **io_utils.read_json(paths["config.json"])}
   mine = config.identity()
   different = sorted(k for k in mine if saved.get(k) != json.loads(json.dumps(mine[k])))
   if different:
