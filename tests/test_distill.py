@@ -36,6 +36,9 @@ def test_fine_tune_with_teacher_trains_only_the_student(batches16):
   assert any(not np.array_equal(a, b) for a, b in zip(student_before, student.get_weights()))
   for a, b in zip(teacher_before, teacher.get_weights()):
     np.testing.assert_array_equal(a, b)
+  # The caller's teacher is still a trainable model (the pipeline's baseline is the
+  # teacher of its pruned model and is described after the fine-tuning).
+  assert teacher.trainable and len(teacher.trainable_weights) == len(student.trainable_weights)
 
 
 def test_student_learns_the_teachers_answers(batches16):

@@ -49,8 +49,9 @@ class Distiller(keras.Model):
       raise errors.ConfigError(
           f"student predicts {student_classes} classes but the teacher {teacher_classes}")
     self.student = student
+    # Left as the caller gave it (not set to trainable=False, which would change the
+    # caller's model): train_step runs it outside the tape and updates only the student.
     self.teacher = teacher
-    self.teacher.trainable = False
     self.temperature = float(temperature)
     self.alpha = float(alpha)
 
