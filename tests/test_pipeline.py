@@ -40,6 +40,14 @@ def _run(config, **kwargs):
   return results, lines
 
 
+def _run_until_interrupted(config):
+  """Runs the pipeline until a patched step raises KeyboardInterrupt; returns the log lines."""
+  lines = []
+  with pytest.raises(KeyboardInterrupt):
+    pipeline.Pipeline(config, log=lines.append).run()
+  return lines
+
+
 def _status(lines):
   """{step: 'ran' | 'skipped'} from the pipeline's log lines."""
   status = {}
@@ -175,9 +183,7 @@ def test_teacher_makes_the_baseline_train_again_learning_from_it(finished, tmp_p
     configs.append(config)
     raise KeyboardInterrupt
   monkeypatch.setattr(trainer, "train", stop_at_training)
-  lines = []
-  with pytest.raises(KeyboardInterrupt):
-    pipeline.Pipeline(_config(work_dir, teacher=teacher), log=lines.append).run()
+  lines = _run_until_interrupted(_config(work_dir, teacher=teacher))
   assert _status(lines) == {"prepare": "skipped", "train": "ran"}
   assert configs[0].teacher == teacher
 
@@ -192,9 +198,7 @@ def test_distill_pruning_fine_tunes_the_pruned_model_against_the_baseline(finish
     teachers.append(teacher)
     raise KeyboardInterrupt
   monkeypatch.setattr(compile_lib, "fine_tune", stop_at_fine_tuning)
-  lines = []
-  with pytest.raises(KeyboardInterrupt):
-    pipeline.Pipeline(_config(work_dir, distill_pruning=True), log=lines.append).run()
+  lines = _run_until_interrupted(_config(work_dir, distill_pruning=True))
   assert _status(lines) == {"prepare": "skipped", "train": "skipped", "analyze": "skipped",
                             "prune": "ran"}
   baseline = io_utils.read_json(_marker(work_dir, "train"))["outputs"]["model"]
