@@ -17,6 +17,15 @@ def tiny_data_dir(tmp_path_factory):
   return summary["dataset_dir"]
 
 
+@pytest.fixture(scope="session")
+def tiny_final_fit_data_dir(tmp_path_factory):
+  """The bundled sample prepared with val_fraction 0: every track in train, no validation."""
+  output_dir = str(tmp_path_factory.mktemp("tiny_final_fit_data"))
+  summary = prepare.prepare_dataset(output_dir, source="official", balance_target=0,
+                                    val_fraction=0.0)
+  return summary["dataset_dir"]
+
+
 @pytest.fixture(scope="module")
 def cnn16():
   """`synthetic.tiny_cnn()`: 16x16 input, channels (4, 8, 8, 16), seed 0; one per test file."""

@@ -93,6 +93,20 @@ def test_folder_layout_without_test_has_no_test_split(tmp_path):
   assert set(summary["splits"]) == {"train", "validation"}
 
 
+def test_val_fraction_zero_trains_on_every_track(tmp_path):
+  root = layouts.OfficialLayout(classes=(2, 30), tracks=3, frames=2).write(tmp_path / "official")
+  summary = build(tmp_path, "official", root, val_fraction=0.0, balance_target=8)
+  assert "-val0-" in summary["config"]
+  assert set(summary["splits"]) == {"train", "test"}
+  assert not input_pipeline.has_split(summary["dataset_dir"], "validation")
+  train = examples(summary["dataset_dir"], "train")
+  originals = {(int(ex["label"]), int(ex["track_id"])) for ex in train if not ex["augmented"]}
+  assert len(originals) == 6  # Every track of both classes.
+  assert label_counts(summary["dataset_dir"], "train") == {2: 8, 30: 8}
+  with pytest.raises(errors.DataError, match="no split 'validation'"):
+    input_pipeline.load_split(summary["dataset_dir"], "validation")
+
+
 def test_roi_crop(tmp_path):
   root = layouts.OfficialLayout(classes=(2, 30), tracks=2, frames=3).write(tmp_path / "official")
   cropped = build(tmp_path, "official", root, roi_crop=True)

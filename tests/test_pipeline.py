@@ -205,6 +205,20 @@ def test_distill_pruning_fine_tunes_the_pruned_model_against_the_baseline(finish
   assert teachers[0].count_params() == model_io.load_model(baseline).count_params()
 
 
+def test_final_fit_without_validation_split_runs_every_step(tmp_path):
+  results, lines = _run(_config(tmp_path / "work", val_fraction=0.0))
+  assert _status(lines) == {step: "ran" for step in STEPS}
+  assert "validation" not in results["prepare"]["splits"]
+  assert "-val0-" in results["prepare"]["config"]
+  assert results["train"]["best_val_accuracy"] is None
+  assert results["prune"]["val_accuracy"] is None and results["qat"]["val_accuracy"] is None
+  with open(results["report"]["report_md"]) as f:
+    report = f.read()
+  assert report.count("n/a (no validation split") == 2
+  with open(results["convert"]["int8"], "rb") as f:
+    assert not tflite.integer_problems(f.read())
+
+
 def test_forced_step_reruns_the_steps_after_it(finished, tmp_path, monkeypatch):
   work_dir = _copy(finished, tmp_path)
   outputs = io_utils.read_json(_marker(work_dir, "benchmark"))["outputs"]
@@ -331,7 +345,7 @@ def test_unknown_step_is_a_config_error(tmp_path, kwargs):
     {"epochs": 0}, {"qat_epochs": 0}, {"latency_rounds": 0}, {"learning_rate": 0.0},
     {"label_smoothing": 1.0}, {"prune_criterion": "random"}, {"prune_percentages": "lots"},
     {"prune_percentages": "conv9=40"}, {"max_params": -1}, {"max_macs_percent": 101},
-    {"source": "zip"},
+    {"source": "zip"}, {"val_fraction": 1.0}, {"val_fraction": -0.1},
     {"teacher": "no/such/teacher.keras"}])
 def test_bad_setting_is_a_config_error_before_any_step(tmp_path, changes):
   with pytest.raises(errors.ConfigError):

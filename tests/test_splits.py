@@ -117,8 +117,8 @@ def test_bad_frame_fractions(fractions):
 
 
 @pytest.mark.parametrize("kwargs", [
-    {"val_fraction": 0.0}, {"val_fraction": 1.0}, {"split_mode": "random"},
-    {"split_mode": "frame", "val_fraction": 0.5}, {"source": "imagenet"},
+    {"val_fraction": -0.1}, {"val_fraction": 1.0}, {"split_mode": "random"},
+    {"split_mode": "frame", "val_fraction": 0.5}, {"split_mode": "frame", "val_fraction": 0.0}, {"source": "imagenet"},
     {"image_size": 8}, {"balance_target": -1},
 ])
 def test_bad_config_is_refused_before_any_work(kwargs):
@@ -130,7 +130,7 @@ def test_config_names_differ_for_different_records():
   names = {gtsrb.GtsrbConfig.create(**kwargs).name for kwargs in [
       {}, {"split_seed": 1}, {"val_fraction": 0.2}, {"split_mode": "frame"},
       {"roi_crop": True}, {"image_size": 48}, {"balance_target": 0},
-      {"balance_seed": 1}, {"source": "kaggle"}]}
-  assert len(names) == 9
+      {"balance_seed": 1}, {"source": "kaggle"}, {"val_fraction": 0.0}]}
+  assert len(names) == 10
   assert (gtsrb.GtsrbConfig.create(balance_target=0, balance_seed=1).name ==
           gtsrb.GtsrbConfig.create(balance_target=0).name)  # Seed unused without balancing.

@@ -12,6 +12,7 @@ import pytest
 
 from tf_gtsrb import errors
 from tf_gtsrb import io_utils
+from tf_gtsrb.data import input_pipeline
 from tf_gtsrb.models import io as model_io
 from tf_gtsrb.training import trainer
 
@@ -153,6 +154,25 @@ def test_missing_checkpoint_on_resume_raises_model_error(trained_copy):
   shutil.rmtree(os.path.join(trained_copy.model_dir, "checkpoints"))
   with pytest.raises(errors.ModelError, match="missing"):
     trainer.train(trained_copy, resume=True, verbose=0)
+
+
+def test_without_validation_split_the_last_epoch_is_the_model(tiny_final_fit_data_dir, tmp_path):
+  config = _config(tiny_final_fit_data_dir, tmp_path / "run")
+  history = trainer.train(config, verbose=0)
+  assert len(history["accuracy"]) == EPOCHS and "val_accuracy" not in history
+  images, _ = input_pipeline.load_arrays(tiny_final_fit_data_dir, "test", limit=64)
+  images = input_pipeline.to_float(images)
+  best = model_io.load_model(os.path.join(config.model_dir, "model.keras"))
+  final = model_io.load_model(os.path.join(config.model_dir, "final.keras"))
+  np.testing.assert_allclose(best.predict(images, verbose=0), final.predict(images, verbose=0),
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_early_stopping_without_validation_split_is_refused(tiny_final_fit_data_dir, tmp_path):
+  config = _config(tiny_final_fit_data_dir, tmp_path / "run", early_stopping_patience=2)
+  with pytest.raises(errors.ConfigError, match="no validation split"):
+    trainer.train(config, verbose=0)
+  assert not os.path.exists(config.model_dir)
 
 
 def test_data_dir_without_dataset_raises_before_output(tmp_path):

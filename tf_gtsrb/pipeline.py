@@ -33,6 +33,7 @@ class PipelineConfig:
   archive_dir: str = None  # None: the bundled sample.
   image_size: int = 32
   balance_target: int = 0
+  val_fraction: float = 0.15  # Share of training tracks held out; 0: final fit, no validation.
   epochs: int = 30
   batch_size: int = 32
   learning_rate: float = 2e-3
@@ -77,6 +78,8 @@ class PipelineConfig:
     if not 0.0 <= self.max_macs_percent <= 100.0:
       raise errors.ConfigError(
           f"max_macs_percent must be in [0, 100], got {self.max_macs_percent}")
+    if not 0.0 <= self.val_fraction < 1.0:
+      raise errors.ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
     if not 0.0 <= self.label_smoothing < 1.0:
       raise errors.ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
     if not 0.0 <= self.erase_probability <= 1.0:
@@ -156,7 +159,8 @@ class Pipeline:
     distillation = {"teacher": os.path.abspath(c.teacher)} if c.teacher else {}
     table = {
         "prepare": ({"source": c.source, "archive_dir": c.archive_dir, "size": c.image_size,
-                     "balance": c.balance_target, "seed": c.seed}, []),
+                     "balance": c.balance_target, "seed": c.seed,
+                     **({"val": c.val_fraction} if c.val_fraction != 0.15 else {})}, []),
         "train": ({"epochs": c.epochs, "batch": c.batch_size, "lr": c.learning_rate,
                    "ls": c.label_smoothing, "dropout": c.dropout, "steps": c.steps_per_epoch,
                    "seed": c.seed, **distillation,
@@ -182,7 +186,8 @@ class Pipeline:
     c = self.config
     summary = prepare.prepare_dataset(
         self.dirs["prepare"], source=c.source, source_dir=c.archive_dir,
-        image_size=c.image_size, balance_target=c.balance_target, split_seed=c.seed)
+        image_size=c.image_size, balance_target=c.balance_target, split_seed=c.seed,
+        val_fraction=c.val_fraction)
     self.log(prepare.summary_table(summary))
     return summary
 
@@ -215,7 +220,7 @@ class Pipeline:
       self.log("[train] the saved run cannot be resumed: training again from scratch")
       history = trainer.train(config, overwrite=True, verbose=2)
     return {"model": os.path.join(self.dirs["train"], "model.keras"),
-            "best_val_accuracy": max(history.get("val_accuracy", [0.0]))}
+            "best_val_accuracy": _best(history)}
 
   def _analyze(self, results):
     # pylint: disable=g-import-not-at-top
@@ -239,7 +244,8 @@ class Pipeline:
     steps = c.steps_per_epoch or input_pipeline.steps_per_epoch(
         input_pipeline.split_size(data_dir, "train"), c.batch_size)
     train_ds = input_pipeline.train_dataset(data_dir, c.batch_size, seed=c.seed)
-    val_ds = input_pipeline.eval_dataset(data_dir, "validation", c.batch_size)
+    val_ds = (input_pipeline.eval_dataset(data_dir, "validation", c.batch_size)
+              if input_pipeline.has_split(data_dir, "validation") else None)
     return train_ds, val_ds, steps
 
   def _prune(self, results):
@@ -269,7 +275,7 @@ class Pipeline:
     path = os.path.join(self.dirs["prune"], "pruned.keras")
     model_io.save_model(pruned, path)
     record = channel_pruning.describe_pruning(model, pruned, kept, percentages, c.prune_criterion)
-    record["val_accuracy"] = float(history.history["val_accuracy"][-1])
+    record["val_accuracy"] = _last(history.history)
     io_utils.write_json(os.path.join(self.dirs["prune"], "prune.json"), record)
     return {"model": path, "channels": record.get("channels_after"),
             "val_accuracy": record["val_accuracy"]}
@@ -290,7 +296,7 @@ class Pipeline:
     path = os.path.join(self.dirs["qat"], "qat.keras")
     model_io.save_model(qat_model, path)
     return {"model": path,
-            "val_accuracy": float(qat_model.history.history["val_accuracy"][-1])}
+            "val_accuracy": _last(qat_model.history.history)}
 
   def _convert(self, results):
     # pylint: disable=g-import-not-at-top
@@ -352,6 +358,16 @@ class Pipeline:
     with open(outputs["report_md"]) as f:
       self.log(f.read())
     return outputs
+
+
+def _best(history):
+  """Best validation accuracy in a Keras history dict; None without a validation split."""
+  return max(history["val_accuracy"]) if history.get("val_accuracy") else None
+
+
+def _last(history):
+  """Last validation accuracy in a Keras history dict; None without a validation split."""
+  return float(history["val_accuracy"][-1]) if history.get("val_accuracy") else None
 
 
 def _read_marker(path):

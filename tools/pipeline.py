@@ -25,6 +25,9 @@ flags.DEFINE_string("archive_dir", None, "The data (official zips, Kaggle copy o
 flags.DEFINE_integer("image_size", _DEFAULTS.image_size, "Model input size in pixels.")
 flags.DEFINE_integer("balance_target", _DEFAULTS.balance_target,
                      "Grow every training class to this many images offline; 0 off.")
+flags.DEFINE_float("val_fraction", _DEFAULTS.val_fraction,
+                   "Share of each class's training tracks held out for validation; 0: a final "
+                   "fit on every track (no validation split; each step keeps its last epoch).")
 flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Baseline training epochs.")
 flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Batch size (images).")
 flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Baseline peak learning rate.")

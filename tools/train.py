@@ -46,8 +46,12 @@ flags.DEFINE_integer("verbose", 2, "Keras progress output: 0 silent, 1 progress 
 def main():
   history = trainer.train(_config(), resume=FLAGS.resume, overwrite=FLAGS.overwrite,
                           verbose=FLAGS.verbose)
-  best = max(history.get("val_accuracy", [float("nan")]))
-  print(f"Best validation accuracy {best:.4f}; model: {FLAGS.model_dir}/model.keras")
+  if "val_accuracy" in history:
+    print(f"Best validation accuracy {max(history['val_accuracy']):.4f}; "
+          f"model: {FLAGS.model_dir}/model.keras")
+  else:
+    print(f"No validation split: model.keras holds the last epoch; "
+          f"model: {FLAGS.model_dir}/model.keras")
 
 
 def _config():

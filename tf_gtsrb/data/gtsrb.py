@@ -16,7 +16,9 @@ then load it with
 Splits: `train` and `validation` come from the official training set, split by
 track (whole ~30-frame tracks of one physical sign on one side, stratified by
 class) or, with `split_mode="frame"`, by a random 70/15/15 frame split whose
-remaining 15% is the extra split `frame_test`. `test` is the official test set
+remaining 15% is the extra split `frame_test`. With `val_fraction=0` (track split)
+every training track goes to `train` and there is no `validation` split: the
+final fit of a recipe already tuned on the track split. `test` is the official test set
 (12,630 images). Balancing with augmented copies applies to `train` only.
 """
 
@@ -77,11 +79,11 @@ class GtsrbConfig(tfds.core.BuilderConfig):
       raise errors.ConfigError(f"image_size must be an integer >= 16, got {self.image_size}")
     if self.split_mode not in splits.SPLIT_MODES:
       raise errors.ConfigError(f"split_mode must be one of {splits.SPLIT_MODES}")
-    if not 0.0 < self.val_fraction < 1.0:
-      raise errors.ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-    if self.split_mode == "frame" and not self.val_fraction < 0.5:
+    if not 0.0 <= self.val_fraction < 1.0:
+      raise errors.ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+    if self.split_mode == "frame" and not 0.0 < self.val_fraction < 0.5:
       raise errors.ConfigError(
-          f"split_mode 'frame' holds out 2 x val_fraction; val_fraction must be < 0.5, "
+          f"split_mode 'frame' holds out 2 x val_fraction; val_fraction must be in (0, 0.5), "
           f"got {self.val_fraction}")
     if self.balance_target < 0:
       raise errors.ConfigError(f"balance_target must be >= 0, got {self.balance_target}")
@@ -131,7 +133,8 @@ class Gtsrb(tfds.core.GeneratorBasedBuilder):
       generators["frame_test"] = self._generate_examples([train_records[i] for i in frame_test_idx])
     generators["train"] = self._generate_examples(
         [train_records[i] for i in train_idx], balance_target=config.balance_target)
-    generators["validation"] = self._generate_examples([train_records[i] for i in val_idx])
+    if val_idx:  # val_fraction 0: every track trains (a final fit), no validation split.
+      generators["validation"] = self._generate_examples([train_records[i] for i in val_idx])
     if test_records:
       generators["test"] = self._generate_examples(test_records)
     return generators

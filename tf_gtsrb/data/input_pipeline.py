@@ -39,6 +39,12 @@ def _builder(data_dir):
   return tfds.builder_from_directory(find_dataset_dir(data_dir))
 
 
+def has_split(data_dir, split):
+  """Whether the prepared dataset has `split` (one built with val_fraction 0 has no
+  validation split)."""
+  return split in _builder(data_dir).info.splits
+
+
 def load_split(data_dir, split):
   """Returns the examples of `split` as a tf.data.Dataset of feature dicts, in file order."""
   builder = _builder(data_dir)

@@ -67,11 +67,11 @@ def write_pipeline_report(results, config, output_dir):
       "# tf_gtsrb pipeline report", "",
       f"Data: {results['prepare']['source_dir']} ({results['prepare']['config']}); "
       + ", ".join(f"{k} {v:,}" for k, v in sorted(splits.items())) + ".  ",
-      f"Baseline best validation accuracy: {100 * results['train']['best_val_accuracy']:.2f}% "
+      f"Baseline best validation accuracy: {_percent(results['train']['best_val_accuracy'])} "
       f"(track split). Pruned channels {prune['channels_before']} -> "
       f"{prune['channels_after']} ({prune['criterion']}), params {prune['params_before']:,} -> "
       f"{prune['params_after']:,}, MACs {prune['macs_before']:,} -> {prune['macs_after']:,}.  ",
-      f"QAT validation accuracy (float simulation): {100 * results['qat']['val_accuracy']:.2f}%.",
+      f"QAT validation accuracy (float simulation): {_percent(results['qat']['val_accuracy'])}.",
       "",
       bench_md.replace("# GTSRB test benchmark", "## Official test set").strip(), "",
       "## Targets", "", "| Target | Measured | Met |", "|---|---:|:---:|",
@@ -92,3 +92,9 @@ def write_pipeline_report(results, config, output_dir):
 def _read_text(path):
   with open(path) as f:
     return f.read()
+
+
+def _percent(accuracy):
+  """An accuracy as '99.12%', or a note when there was no validation split to measure it."""
+  return "n/a (no validation split: final fit on every track)" if accuracy is None else (
+      f"{100 * accuracy:.2f}%")

@@ -12,7 +12,8 @@ in average only the steps after the resume).
 With `teacher` set (a .keras model), the model learns by knowledge
 distillation from it as well as from the labels (`distill.Distiller`).
 
-Files in `model_dir`: model.keras (best validation accuracy), final.keras,
+Files in `model_dir`: model.keras (best validation accuracy; the last epoch's
+weights when the dataset has no validation split), final.keras,
 history.json, config.json, state.json, checkpoints/, logs/ (TensorBoard).
 """
 
@@ -96,10 +97,15 @@ def _paths(model_dir):
 def train(config, resume=False, overwrite=False, verbose=1):
   """Trains per `config`; returns the history dict. See the module docstring."""
   config.validate()
+  # Fail on a bad dataset before touching the model directory.
+  num_train = input_pipeline.split_size(config.data_dir, "train")
+  has_validation = input_pipeline.has_split(config.data_dir, "validation")
+  if not has_validation and config.early_stopping_patience:
+    raise errors.ConfigError(
+        f"{config.data_dir}: no validation split (prepared with val_fraction 0), so early "
+        f"stopping has nothing to watch; set early_stopping_patience to 0")
   paths = _paths(config.model_dir)
   state = _start_state(config, paths, resume, overwrite)
-  # Fail on a bad dataset before building anything.
-  num_train = input_pipeline.split_size(config.data_dir, "train")
   steps = config.steps_per_epoch or input_pipeline.steps_per_epoch(num_train, config.batch_size)
   size = input_pipeline.image_size(config.data_dir)
 
@@ -127,7 +133,8 @@ def train(config, resume=False, overwrite=False, verbose=1):
     io_utils.write_json(paths["config.json"], dataclasses.asdict(config))
 
   images, labels = input_pipeline.load_arrays(config.data_dir, "train")
-  val_ds = input_pipeline.eval_dataset(config.data_dir, "validation", config.batch_size)
+  val_ds = (input_pipeline.eval_dataset(config.data_dir, "validation", config.batch_size)
+            if has_validation else None)
   _log_example_images(paths["logs"], images[:8], state["step"])
   recorder = _StateRecorder(config, paths, manager, state, model)
   callbacks = [recorder, keras.callbacks.TensorBoard(paths["logs"], update_freq="epoch")]
@@ -252,9 +259,10 @@ class _StateRecorder(keras.callbacks.Callback):
     logs = logs or {}
     for key, value in logs.items():
       self.state["history"].setdefault(key, []).append(float(value))
-    val_accuracy = float(logs.get("val_accuracy", -1.0))
-    if val_accuracy > self.state["best_val_accuracy"]:
-      self.state["best_val_accuracy"] = val_accuracy
+    if "val_accuracy" not in logs:  # No validation split: the latest epoch is the model.
+      model_io.save_model(self._model, self._paths["model.keras"])
+    elif float(logs["val_accuracy"]) > self.state["best_val_accuracy"]:
+      self.state["best_val_accuracy"] = float(logs["val_accuracy"])
       self.state["epochs_without_improvement"] = 0
       model_io.save_model(self._model, self._paths["model.keras"])
     else:
