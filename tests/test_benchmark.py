@@ -231,6 +231,7 @@ def test_benchmark_models(model_files, images, labels):
   markdown = compare.markdown_report(result)
   assert "Accuracy (%)" in markdown and "Inference Time (ms)" in markdown
   assert "tflite_int8 vs keras_float" in markdown
+  assert markdown.count("| True class | Predicted as |") == len(model_files)
   with pytest.raises(errors.ConfigError, match="reference"):
     compare.benchmark_models(model_files, images, labels, reference="nope")
   with pytest.raises(errors.ConfigError, match="labels"):

@@ -155,6 +155,20 @@ def test_per_class_table():
   assert lines[2 + 14] == "| 14 | Stop | 100.00 | 50.00 | 66.67 | 2 |"
 
 
+def test_confusions_table_lists_the_most_frequent_mistakes_first():
+  y_true = [27, 27, 27, 27, 3, 3, 3, 18]
+  y_pred = [11, 11, 20, 27, 5, 5, 3, 18]
+  lines = report.confusions_table(metrics.classification_report(y_true, y_pred)).splitlines()
+  assert lines[0] == ("| True class | Predicted as | Images | Share of the true class (%) |")
+  assert lines[2:] == ["| 3 Speed limit (60km/h) | 5 Speed limit (80km/h) | 2 | 66.67 |",
+                       "| 27 Pedestrians | 11 Right-of-way at the next intersection | 2 | 50.00 |",
+                       "| 27 Pedestrians | 20 Dangerous curve to the right | 1 | 25.00 |"]
+  limited = report.confusions_table(metrics.classification_report(y_true, y_pred), limit=1)
+  assert len(limited.splitlines()) == 3
+  perfect = report.confusions_table(metrics.classification_report([1, 2], [1, 2]))
+  assert len(perfect.splitlines()) == 2  # Header only.
+
+
 def test_table_cells_escape_pipes():
   r = metrics.classification_report([0], [0], 1)
   assert "| a\\|b |" in report.metrics_table([("a|b", r)])

@@ -268,7 +268,8 @@ def ratio_lines(result):
 
 
 def markdown_report(result, title="Benchmark", header_lines=()):
-  """benchmark.md: the metrics and performance tables plus the ratio lines."""
+  """benchmark.md: the metrics and performance tables, the ratio lines and each
+  model's five most frequent confusions."""
   from tf_gtsrb.evaluation import report  # pylint: disable=g-import-not-at-top
   parts = [f"# {title}", ""]
   parts.extend(f"{line}  " for line in header_lines)
@@ -281,4 +282,7 @@ def markdown_report(result, title="Benchmark", header_lines=()):
     parts += ["## Compared with " + result["reference"], ""]
     parts += [f"- {line}" for line in lines]
     parts.append("")
+  parts += ["## Most frequent confusions", ""]
+  for name, model in result["models"].items():
+    parts += [f"### {name}", "", report.confusions_table(model["metrics"], limit=5)]
   return "\n".join(parts)

@@ -126,7 +126,8 @@ def write_evaluation(result, output_dir, model_path=None, name=None):
 
 
 def markdown_summary(result):
-  """The evaluation.md text: metrics table, performance row, per-class table."""
+  """The evaluation.md text: metrics table, performance row, most frequent
+  confusions, per-class table."""
   name = result.get("name", "model")
   scores = result["metrics"]
   performance = {"name": name, "macs": result.get("macs"), "params": result.get("params"),
@@ -139,6 +140,9 @@ def markdown_summary(result):
       "",
       report.metrics_table([(name, scores)]),
       report.performance_table([performance]),
+      "## Most frequent confusions",
+      "",
+      report.confusions_table(scores),
       "## Per-class scores",
       "",
       report.per_class_table(scores),

@@ -9,6 +9,7 @@ METRICS_HEADER = ("Model", "Accuracy (%)", "Precision (%)", "Recall (%)", "F1-Sc
 PERFORMANCE_HEADER = ("Model", "Inference Time (ms)", "FPS", "MACs (M)", "Parameters",
                       "Model Size (KB)")
 PER_CLASS_HEADER = ("Class", "Name", "Precision (%)", "Recall (%)", "F1-Score (%)", "Support")
+CONFUSIONS_HEADER = ("True class", "Predicted as", "Images", "Share of the true class (%)")
 MISSING = "-"
 
 
@@ -62,6 +63,20 @@ def per_class_table(report):
       (str(c["class_id"]), c["name"], _percent(c["precision"]), _percent(c["recall"]),
        _percent(c["f1"]), str(c["support"]))
       for c in report["per_class"]])
+
+
+def confusions_table(report, limit=10):
+  """The `limit` most frequent mistakes (true class -> predicted class) of a
+  classification report, most frequent first; ties by class ids."""
+  names = {c["class_id"]: f'{c["class_id"]} {c["name"]}' for c in report["per_class"]}
+  matrix = report["confusion_matrix"]
+  mistakes = sorted(((-count, true, predicted)
+                     for true, row in enumerate(matrix)
+                     for predicted, count in enumerate(row) if count and true != predicted))
+  return markdown_table(CONFUSIONS_HEADER, [
+      (names[true], names[predicted], str(-negative),
+       _percent(-negative / sum(matrix[true])))
+      for negative, true, predicted in mistakes[:limit]])
 
 
 def _percent(value):
