@@ -22,6 +22,7 @@ from tf_gtsrb import io_utils
 
 STEPS = ("prepare", "train", "analyze", "prune", "qat", "convert", "benchmark", "report")
 PRUNE_CRITERIA = ("l1", "bn_gamma")
+_DEFAULT_VAL_FRACTION = 0.15
 _TRAIN_STARTED = ".started.json"  # Fingerprint of the training run in progress in train/.
 
 
@@ -33,7 +34,8 @@ class PipelineConfig:
   archive_dir: str = None  # None: the bundled sample.
   image_size: int = 32
   balance_target: int = 0
-  val_fraction: float = 0.15  # Share of training tracks held out; 0: final fit, no validation.
+  # Share of each class's training tracks held out; 0: final fit, no validation split.
+  val_fraction: float = _DEFAULT_VAL_FRACTION
   epochs: int = 30
   batch_size: int = 32
   learning_rate: float = 2e-3
@@ -160,7 +162,8 @@ class Pipeline:
     table = {
         "prepare": ({"source": c.source, "archive_dir": c.archive_dir, "size": c.image_size,
                      "balance": c.balance_target, "seed": c.seed,
-                     **({"val": c.val_fraction} if c.val_fraction != 0.15 else {})}, []),
+                     **({"val": c.val_fraction}
+                        if c.val_fraction != _DEFAULT_VAL_FRACTION else {})}, []),
         "train": ({"epochs": c.epochs, "batch": c.batch_size, "lr": c.learning_rate,
                    "ls": c.label_smoothing, "dropout": c.dropout, "steps": c.steps_per_epoch,
                    "seed": c.seed, **distillation,

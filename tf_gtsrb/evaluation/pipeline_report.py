@@ -68,8 +68,8 @@ def write_pipeline_report(results, config, output_dir):
       f"Data: {results['prepare']['source_dir']} ({results['prepare']['config']}); "
       + ", ".join(f"{k} {v:,}" for k, v in sorted(splits.items())) + ".  ",
       f"Baseline best validation accuracy (track split): "
-      f"{_percent(results['train']['best_val_accuracy'])}. Pruned channels {prune['channels_before']} -> "
-      f"{prune['channels_after']} ({prune['criterion']}), params {prune['params_before']:,} -> "
+      f"{_percent(results['train']['best_val_accuracy'])}. "
+      f"Pruned channels {prune['channels_before']} -> {prune['channels_after']} ({prune['criterion']}), params {prune['params_before']:,} -> "
       f"{prune['params_after']:,}, MACs {prune['macs_before']:,} -> {prune['macs_after']:,}.  ",
       f"QAT validation accuracy (float simulation): {_percent(results['qat']['val_accuracy'])}.",
       "",
