@@ -27,7 +27,8 @@ flags.DEFINE_integer("image_size", 32, "Side of the square images, in pixels.")
 flags.DEFINE_bool("roi_crop", False, "Crop each image to its annotated ROI before resizing.")
 flags.DEFINE_enum("split_mode", "track", splits.SPLIT_MODES,
                   "track: whole tracks per side (honest); frame: published 70/15/15 frame split.")
-flags.DEFINE_float("val_fraction", 0.15, "Share of training tracks (or frames) for validation; 0 (track split only): "
+flags.DEFINE_float("val_fraction", 0.15,
+                   "Share of training tracks (or frames) for validation; 0 (track split only): "
                    "every track trains and there is no validation split.")
 flags.DEFINE_integer("split_seed", 0, "Seed of the train/validation split.")
 flags.DEFINE_integer("balance_target", 2250,

@@ -69,7 +69,8 @@ def write_pipeline_report(results, config, output_dir):
       + ", ".join(f"{k} {v:,}" for k, v in sorted(splits.items())) + ".  ",
       f"Baseline best validation accuracy (track split): "
       f"{_percent(results['train']['best_val_accuracy'])}. "
-      f"Pruned channels {prune['channels_before']} -> {prune['channels_after']} ({prune['criterion']}), params {prune['params_before']:,} -> "
+      f"Pruned channels {prune['channels_before']} -> {prune['channels_after']} "
+      f"({prune['criterion']}), params {prune['params_before']:,} -> "
       f"{prune['params_after']:,}, MACs {prune['macs_before']:,} -> {prune['macs_after']:,}.  ",
       f"QAT validation accuracy (float simulation): {_percent(results['qat']['val_accuracy'])}.",
       "",
