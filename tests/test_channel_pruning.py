@@ -255,7 +255,7 @@ def test_prune_tool_end_to_end(tmp_path, tiny_data_dir):
   assert [len(config["kept_channels"][n]) for n in channel_pruning.CONV_LAYERS] == [3, 4, 8, 12]
   assert config["criterion"] == "bn_gamma"
   assert config["params_after"] < config["params_before"]
-  assert config["fine_tune"]["teacher"] == os.path.abspath(model_path)
+  assert config["fine_tune"]["teacher"] == [os.path.abspath(model_path)]
   with open(out / "evaluation.json") as f:
     assert json.load(f)["split"] == "validation"
 

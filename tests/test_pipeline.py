@@ -205,6 +205,29 @@ def test_distill_pruning_fine_tunes_the_pruned_model_against_the_baseline(finish
   assert teachers[0].count_params() == model_io.load_model(baseline).count_params()
 
 
+def test_pruning_teachers_join_the_baseline_in_the_pruned_models_teacher(finished, tmp_path,
+                                                                         monkeypatch):
+  from tf_gtsrb.training import compile as compile_lib  # pylint: disable=g-import-not-at-top
+  work_dir = _copy(finished, tmp_path)
+  baseline = io_utils.read_json(_marker(work_dir, "train"))["outputs"]["model"]
+  other = str(tmp_path / "other_seed.keras")
+  shutil.copy(baseline, other)
+  teachers = []
+
+  def stop_at_fine_tuning(model, *args, teacher=None, **kwargs):
+    teachers.append(teacher)
+    raise KeyboardInterrupt
+  monkeypatch.setattr(compile_lib, "fine_tune", stop_at_fine_tuning)
+  lines = _run_until_interrupted(_config(work_dir, distill_pruning=True,
+                                         pruning_teachers=other))
+  assert _status(lines)["prune"] == "ran"
+  baseline_model = model_io.load_model(baseline)
+  assert teachers[0].count_params() == 2 * baseline_model.count_params()
+  images = np.random.default_rng(0).random((4, *baseline_model.input_shape[1:]), np.float32)
+  np.testing.assert_allclose(teachers[0].predict(images, verbose=0),
+                             baseline_model.predict(images, verbose=0), rtol=1e-5, atol=1e-6)
+
+
 def test_final_fit_without_validation_split_runs_every_step(tmp_path):
   results, lines = _run(_config(tmp_path / "work", val_fraction=0.0))
   assert _status(lines) == {step: "ran" for step in STEPS}
@@ -346,7 +369,9 @@ def test_unknown_step_is_a_config_error(tmp_path, kwargs):
     {"label_smoothing": 1.0}, {"prune_criterion": "random"}, {"prune_percentages": "lots"},
     {"prune_percentages": "conv9=40"}, {"max_params": -1}, {"max_macs_percent": 101},
     {"source": "zip"}, {"val_fraction": 1.0}, {"val_fraction": -0.1},
-    {"teacher": "no/such/teacher.keras"}])
+    {"teacher": "no/such/teacher.keras"},
+    {"distill_pruning": True, "pruning_teachers": "no/such/teacher.keras"},
+    {"pruning_teachers": __file__}])  # A teacher for pruning without distill_pruning.
 def test_bad_setting_is_a_config_error_before_any_step(tmp_path, changes):
   with pytest.raises(errors.ConfigError):
     pipeline.Pipeline(_config(tmp_path / "work", **changes)).run()

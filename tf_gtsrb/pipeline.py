@@ -43,12 +43,17 @@ class PipelineConfig:
   dropout: float = 0.5
   erase_probability: float = 0.0  # Random erasing in the baseline's augmentation; 0: none.
   steps_per_epoch: int = 0  # 0: one pass over the training split.
-  teacher: str = None  # A .keras model the baseline also learns from (distillation); None: none.
+  # .keras model(s) the baseline also learns from (distillation; several comma-separated:
+  # their mean); None: none.
+  teacher: str = None
   prune_percentages: str = "analysis"  # Or '40' (every layer) or 'conv1=30,...,conv4=60'.
   max_params: int = 90000  # Pruned-model parameter budget (about 99 KB as INT8); 0: none.
   max_macs_percent: float = 40.0  # Pruned-model MAC budget, % of the baseline's; 0: none.
   prune_criterion: str = "l1"
   distill_pruning: bool = False  # The pruned model also learns from the baseline (distillation).
+  # With distill_pruning: more .keras models (comma-separated) averaged with the baseline
+  # into the pruned model's teacher; None: the baseline alone.
+  pruning_teachers: str = None
   prune_epochs: int = 10
   prune_learning_rate: float = 5e-4
   qat_epochs: int = 3
@@ -92,8 +97,14 @@ class PipelineConfig:
     if self.prune_criterion not in PRUNE_CRITERIA:
       raise errors.ConfigError(f"unknown prune_criterion {self.prune_criterion!r}; choose one "
                                f"of {', '.join(PRUNE_CRITERIA)}")
-    if self.teacher and not os.path.isfile(self.teacher):
-      raise errors.ConfigError(f"{self.teacher}: teacher model file not found")
+    from tf_gtsrb.models import ensemble  # pylint: disable=g-import-not-at-top
+    if self.teacher:
+      ensemble.teacher_paths(self.teacher)
+    if self.pruning_teachers:
+      if not self.distill_pruning:
+        raise errors.ConfigError("pruning_teachers teach the pruned model only with "
+                                 "distill_pruning set")
+      ensemble.teacher_paths(self.pruning_teachers)
     if self.prune_percentages != "analysis":
       from tf_gtsrb.compression import channel_pruning  # pylint: disable=g-import-not-at-top
       channel_pruning.percentages_from_text(self.prune_percentages)
@@ -158,7 +169,10 @@ class Pipeline:
   def _inputs(self, step):
     """(settings that change the step's outputs, steps it reads)."""
     c = self.config
-    distillation = {"teacher": os.path.abspath(c.teacher)} if c.teacher else {}
+    distillation = {"teacher": _absolute_paths(c.teacher)} if c.teacher else {}
+    pruning_distillation = {"distill": True} if c.distill_pruning else {}
+    if c.pruning_teachers:
+      pruning_distillation["teachers"] = _absolute_paths(c.pruning_teachers)
     table = {
         "prepare": ({"source": c.source, "archive_dir": c.archive_dir, "size": c.image_size,
                      "balance": c.balance_target, "seed": c.seed,
@@ -173,7 +187,7 @@ class Pipeline:
         "prune": ({"percent": c.prune_percentages, "max_params": c.max_params,
                    "max_macs_percent": c.max_macs_percent, "criterion": c.prune_criterion,
                    "epochs": c.prune_epochs, "lr": c.prune_learning_rate,
-                   **({"distill": True} if c.distill_pruning else {})}, ["analyze"]),
+                   **pruning_distillation}, ["analyze"]),
         "qat": ({"epochs": c.qat_epochs, "lr": c.qat_learning_rate, "ls": c.label_smoothing},
                 ["prune"]),
         "convert": ({"calibration": c.num_calibration_images}, ["train", "qat"]),
@@ -255,6 +269,7 @@ class Pipeline:
     # pylint: disable=g-import-not-at-top
     from tf_gtsrb.compression import channel_pruning
     from tf_gtsrb.evaluation import complexity
+    from tf_gtsrb.models import ensemble
     from tf_gtsrb.models import io as model_io
     from tf_gtsrb.models import traffic_sign_cnn
     from tf_gtsrb.training import compile as compile_lib
@@ -270,11 +285,15 @@ class Pipeline:
     kept = channel_pruning.select_channels(model, percentages, c.prune_criterion)
     pruned = channel_pruning.prune_kept(model, kept)
     train_ds, val_ds, steps = self._datasets(results)
+    teacher = None
+    if c.distill_pruning:
+      extra = ensemble.teacher_paths(c.pruning_teachers) if c.pruning_teachers else []
+      teacher = ensemble.average([model] + [model_io.load_model(p) for p in extra])
     history = compile_lib.fine_tune(pruned, train_ds, val_ds, c.prune_epochs,
                                     learning_rate=compile_lib.cosine_decay(
                                         c.prune_learning_rate, c.prune_epochs * steps),
                                     label_smoothing=c.label_smoothing, steps_per_epoch=steps,
-                                    teacher=model if c.distill_pruning else None)
+                                    teacher=teacher)
     path = os.path.join(self.dirs["prune"], "pruned.keras")
     model_io.save_model(pruned, path)
     record = channel_pruning.describe_pruning(model, pruned, kept, percentages, c.prune_criterion)
@@ -371,6 +390,12 @@ def _best(history):
 def _last(history):
   """Last validation accuracy in a Keras history dict; None without a validation split."""
   return float(history["val_accuracy"][-1]) if history.get("val_accuracy") else None
+
+
+def _absolute_paths(spec):
+  """The comma-separated paths in `spec`, made absolute (for fingerprints)."""
+  from tf_gtsrb.models import ensemble  # pylint: disable=g-import-not-at-top
+  return [os.path.abspath(p) for p in ensemble.teacher_paths(spec)]
 
 
 def _read_marker(path):

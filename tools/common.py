@@ -56,8 +56,9 @@ def define_fine_tuning_flags(epochs, learning_rate, what="Fine-tuning"):
 
 def define_distillation_flags():
   """Defines --teacher, --distill_temperature and --distill_alpha."""
-  flags.DEFINE_string("teacher", None, "A float .keras model (e.g. the baseline) to distil from; "
-                      "none: learn from the labels only.")
+  flags.DEFINE_string("teacher", None, "A float .keras model (e.g. the baseline) to distil from, "
+                      "or several comma-separated (their mean prediction teaches); none: learn "
+                      "from the labels only.")
   flags.DEFINE_float("distill_temperature", None, "Softmax temperature of the distillation "
                      "loss; default: tf_gtsrb.training.distill.DEFAULT_TEMPERATURE (1).")
   flags.DEFINE_float("distill_alpha", None, "Weight of the label loss (the teacher's gets "
@@ -67,11 +68,20 @@ def define_distillation_flags():
 def distillation_flags():
   """Checks --teacher (when given), --distill_temperature and --distill_alpha."""
   if FLAGS.teacher is not None:
-    existing_file("teacher")
+    from tf_gtsrb.models import ensemble  # pylint: disable=g-import-not-at-top
+    ensemble.teacher_paths(FLAGS.teacher)
   if FLAGS.distill_temperature is not None:
     positive("distill_temperature")
   if FLAGS.distill_alpha is not None and not 0.0 <= FLAGS.distill_alpha <= 1.0:
     raise errors.ConfigError(f"--distill_alpha must be in [0, 1], got {FLAGS.distill_alpha}")
+
+
+def teacher_record():
+  """The absolute paths of --teacher's models, for a run's config file; None without one."""
+  if FLAGS.teacher is None:
+    return None
+  from tf_gtsrb.models import ensemble  # pylint: disable=g-import-not-at-top
+  return [os.path.abspath(p) for p in ensemble.teacher_paths(FLAGS.teacher)]
 
 
 def distillation_settings():
@@ -85,8 +95,8 @@ def distillation_kwargs():
   or {} without --teacher."""
   if FLAGS.teacher is None:
     return {}
-  from tf_gtsrb.models import io as model_io  # pylint: disable=g-import-not-at-top
-  return {"teacher": model_io.load_model(FLAGS.teacher), **distillation_settings()}
+  from tf_gtsrb.models import ensemble  # pylint: disable=g-import-not-at-top
+  return {"teacher": ensemble.load_teacher(FLAGS.teacher), **distillation_settings()}
 
 
 def require_flags(*names):

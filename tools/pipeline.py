@@ -37,7 +37,8 @@ flags.DEFINE_float("erase_probability", _DEFAULTS.erase_probability,
                    "Share of the baseline's training images that also get a random erasing "
                    "(a square filled with the image's mean colour); 0: none.")
 flags.DEFINE_string("teacher", None, "A trained .keras model the baseline also learns from by "
-                    "knowledge distillation (e.g. an earlier run's baseline); none by default.")
+                    "knowledge distillation (e.g. an earlier run's baseline), or several "
+                    "comma-separated (their mean prediction teaches); none by default.")
 flags.DEFINE_integer("steps_per_epoch", _DEFAULTS.steps_per_epoch,
                      "Steps per epoch; 0 is one pass over the train split.")
 flags.DEFINE_string("prune_percentages", _DEFAULTS.prune_percentages,
@@ -55,6 +56,10 @@ flags.DEFINE_enum("prune_criterion", _DEFAULTS.prune_criterion, ["l1", "bn_gamma
 flags.DEFINE_bool("distill_pruning", _DEFAULTS.distill_pruning,
                   "Fine-tune the pruned model by knowledge distillation from the baseline it was "
                   "cut from (temperature 1, alpha 0.1), as well as on the labels.")
+flags.DEFINE_string("pruning_teachers", _DEFAULTS.pruning_teachers,
+                    "With --distill_pruning: more trained .keras models (comma-separated, e.g. "
+                    "baselines of other seeds) averaged with the baseline into the pruned "
+                    "model's teacher; none by default.")
 flags.DEFINE_integer("prune_epochs", _DEFAULTS.prune_epochs, "Fine-tuning epochs after pruning.")
 flags.DEFINE_float("prune_learning_rate", _DEFAULTS.prune_learning_rate,
                    "Fine-tuning learning rate after pruning.")

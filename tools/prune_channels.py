@@ -83,7 +83,7 @@ def main():
     result = evaluate.evaluate_keras_model(pruned, data_dir, "validation", batch_size)
   config["fine_tune"] = {"epochs": FLAGS.epochs, "learning_rate": FLAGS.learning_rate,
                          "batch_size": batch_size, "steps_per_epoch": steps, "seed": FLAGS.seed,
-                         "teacher": FLAGS.teacher and os.path.abspath(FLAGS.teacher)}
+                         "teacher": common.teacher_record()}
   config["validation_accuracy_before_fine_tune"] = before["metrics"]["accuracy"]
   config["validation_accuracy"] = result["metrics"]["accuracy"]
 

@@ -109,7 +109,7 @@ def main():
       "batch_size": batch_size,
       "preserve_sparsity": preserve,
       "cluster": FLAGS.cluster or None,
-      "teacher": FLAGS.teacher and os.path.abspath(FLAGS.teacher),
+      "teacher": common.teacher_record(),
       "input_sparsity": input_sparsity,
       "sparsity": output_sparsity,
       "unique_weights": clustering.unique_weight_counts(qat_model) if FLAGS.cluster else None,

@@ -9,8 +9,9 @@ mid-epoch and ends with the weights and validation history an uninterrupted
 run would have (the training loss and accuracy logged for the epoch it resumed
 in average only the steps after the resume).
 
-With `teacher` set (a .keras model), the model learns by knowledge
-distillation from it as well as from the labels (`distill.Distiller`).
+With `teacher` set (a .keras model, or several comma-separated: their mean),
+the model learns by knowledge distillation from it as well as from the labels
+(`distill.Distiller`, `ensemble.load_teacher`).
 
 Files in `model_dir`: model.keras (best validation accuracy; the last epoch's
 weights when the dataset has no validation split), final.keras,
@@ -31,6 +32,7 @@ from tf_gtsrb import io_utils
 from tf_gtsrb.data import input_pipeline
 from tf_gtsrb.keras import keras
 from tf_gtsrb.models import build_model
+from tf_gtsrb.models import ensemble
 from tf_gtsrb.models import io as model_io
 from tf_gtsrb.training import compile as compile_lib
 from tf_gtsrb.training import distill
@@ -59,7 +61,7 @@ class TrainConfig:
   checkpoint_every_steps: int = 200
   strategy: str = "default"
   steps_per_epoch: int = 0  # 0: one pass over the training split.
-  teacher: str = ""  # A .keras model to distil from; "": none.
+  teacher: str = ""  # .keras model(s) to distil from (several comma-separated: their mean); "": none.
   distill_temperature: float = distill.DEFAULT_TEMPERATURE
   distill_alpha: float = distill.DEFAULT_ALPHA
 
@@ -76,8 +78,8 @@ class TrainConfig:
       raise errors.ConfigError(f"learning_rate must be positive: {self.learning_rate}")
     if self.strategy not in distribute.STRATEGIES:
       raise errors.ConfigError(f"unknown strategy {self.strategy!r}")
-    if self.teacher and not os.path.isfile(self.teacher):
-      raise errors.ConfigError(f"{self.teacher}: teacher model file not found")
+    if self.teacher:
+      ensemble.teacher_paths(self.teacher)
 
   def identity(self):
     """The fields a resumed run must share with the run it continues."""
@@ -116,7 +118,7 @@ def train(config, resume=False, overwrite=False, verbose=1):
     model = build_model(config.model, input_size=size, **config.model_kwargs)
     trained = model
     if config.teacher:
-      trained = distill.Distiller(model, model_io.load_model(config.teacher),
+      trained = distill.Distiller(model, ensemble.load_teacher(config.teacher),
                                   config.distill_temperature, config.distill_alpha)
     compile_lib.compile_model(trained, _learning_rate(config, steps), config.label_smoothing)
     # Keras keeps dropout's generator state out of checkpoints; without it a
