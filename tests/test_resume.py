@@ -70,9 +70,11 @@ def _leftovers(model_dir):
 def test_interrupted_in_process_run_resumes_exactly(tiny_data_dir, tmp_path, monkeypatch,
                                                     distilled):
   teacher = ""
-  if distilled:  # Knowledge distillation from a (random) teacher resumes exactly too.
-    teacher = str(tmp_path / "teacher.keras")
-    model_io.save_model(synthetic.tiny_cnn(input_size=32, seed=1), teacher)
+  if distilled:  # Distillation from a (random) two-model ensemble resumes exactly too.
+    teachers = [str(tmp_path / f"teacher{seed}.keras") for seed in (1, 2)]
+    for seed, path in zip((1, 2), teachers):
+      model_io.save_model(synthetic.tiny_cnn(input_size=32, seed=seed), path)
+    teacher = ",".join(teachers)
   reference = _config(tiny_data_dir, tmp_path / "a", teacher=teacher)
   history_a = trainer.train(reference, verbose=0)
 
