@@ -61,7 +61,8 @@ class TrainConfig:
   checkpoint_every_steps: int = 200
   strategy: str = "default"
   steps_per_epoch: int = 0  # 0: one pass over the training split.
-  teacher: str = ""  # .keras model(s) to distil from (several comma-separated: their mean); "": none.
+  # .keras model(s) to distil from (several comma-separated: their mean); "": none.
+  teacher: str = ""
   distill_temperature: float = distill.DEFAULT_TEMPERATURE
   distill_alpha: float = distill.DEFAULT_ALPHA
 
