@@ -44,6 +44,14 @@ def test_load_teacher_averages_comma_separated_files(tmp_path):
   assert ensemble.teacher_paths(paths[0]) == [paths[0]]
 
 
+def test_absolute_teacher_paths_resolves_each_file(tmp_path, monkeypatch):
+  for name in ("a.keras", "b.keras"):
+    (tmp_path / name).write_bytes(b"")
+  monkeypatch.chdir(tmp_path)
+  assert ensemble.absolute_teacher_paths("a.keras,b.keras") == [
+      str(tmp_path / "a.keras"), str(tmp_path / "b.keras")]
+
+
 @pytest.mark.parametrize("spec", ["", " , "])
 def test_teacher_paths_refuses_an_empty_list(spec):
   with pytest.raises(errors.ConfigError, match="no teacher model"):

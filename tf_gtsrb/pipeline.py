@@ -168,11 +168,12 @@ class Pipeline:
 
   def _inputs(self, step):
     """(settings that change the step's outputs, steps it reads)."""
+    from tf_gtsrb.models import ensemble  # pylint: disable=g-import-not-at-top
     c = self.config
-    distillation = {"teacher": _absolute_paths(c.teacher)} if c.teacher else {}
+    distillation = {"teacher": ensemble.absolute_teacher_paths(c.teacher)} if c.teacher else {}
     pruning_distillation = {"distill": True} if c.distill_pruning else {}
     if c.pruning_teachers:
-      pruning_distillation["teachers"] = _absolute_paths(c.pruning_teachers)
+      pruning_distillation["teachers"] = ensemble.absolute_teacher_paths(c.pruning_teachers)
     table = {
         "prepare": ({"source": c.source, "archive_dir": c.archive_dir, "size": c.image_size,
                      "balance": c.balance_target, "seed": c.seed,
@@ -390,12 +391,6 @@ def _best(history):
 def _last(history):
   """Last validation accuracy in a Keras history dict; None without a validation split."""
   return float(history["val_accuracy"][-1]) if history.get("val_accuracy") else None
-
-
-def _absolute_paths(spec):
-  """The comma-separated paths in `spec`, made absolute (for fingerprints)."""
-  from tf_gtsrb.models import ensemble  # pylint: disable=g-import-not-at-top
-  return [os.path.abspath(p) for p in ensemble.teacher_paths(spec)]
 
 
 def _read_marker(path):

@@ -81,7 +81,7 @@ def teacher_record():
   if FLAGS.teacher is None:
     return None
   from tf_gtsrb.models import ensemble  # pylint: disable=g-import-not-at-top
-  return [os.path.abspath(p) for p in ensemble.teacher_paths(FLAGS.teacher)]
+  return ensemble.absolute_teacher_paths(FLAGS.teacher)
 
 
 def distillation_settings():

@@ -24,6 +24,11 @@ def teacher_paths(spec):
   return paths
 
 
+def absolute_teacher_paths(spec):
+  """`teacher_paths(spec)` made absolute, as run records and fingerprints keep them."""
+  return [os.path.abspath(path) for path in teacher_paths(spec)]
+
+
 def average(models):
   """One Keras model whose output is the mean of `models`' outputs (the model itself
   if there is only one); ConfigError if their input or output shapes differ."""
