@@ -228,6 +228,24 @@ def test_pruning_teachers_join_the_baseline_in_the_pruned_models_teacher(finishe
                              baseline_model.predict(images, verbose=0), rtol=1e-5, atol=1e-6)
 
 
+def test_weight_averaging_added_to_a_finished_run_averages_without_retraining(finished,
+                                                                              tmp_path):
+  work_dir = _copy(finished, tmp_path)
+  history = os.path.join(work_dir, "train", "history.json")
+  with open(history, "rb") as f:
+    trained_history = f.read()
+  results, lines = _run(_config(work_dir, swa_epochs=1))
+  assert _status(lines) == {"prepare": "skipped", **{step: "ran" for step in STEPS[1:]}}
+  assert not any("again from scratch" in line for line in lines)
+  with open(history, "rb") as f:
+    assert f.read() == trained_history
+  assert results["train"]["model"] == os.path.join(work_dir, "train", "swa.keras")
+  assert 0.0 <= results["train"]["average_val_accuracy"] <= 1.0
+  assert model_io.load_model(results["train"]["model"]).output_shape == (None, 43)
+  with open(results["report"]["report_md"]) as f:
+    assert "after weight averaging" in f.read()
+
+
 def test_final_fit_without_validation_split_runs_every_step(tmp_path):
   results, lines = _run(_config(tmp_path / "work", val_fraction=0.0))
   assert _status(lines) == {step: "ran" for step in STEPS}
@@ -371,6 +389,7 @@ def test_unknown_step_is_a_config_error(tmp_path, kwargs):
     {"source": "zip"}, {"val_fraction": 1.0}, {"val_fraction": -0.1},
     {"teacher": "no/such/teacher.keras"},
     {"distill_pruning": True, "pruning_teachers": "no/such/teacher.keras"},
+    {"swa_epochs": -1}, {"swa_learning_rate": 0.0},
     {"pruning_teachers": __file__}])  # A teacher for pruning without distill_pruning.
 def test_bad_setting_is_a_config_error_before_any_step(tmp_path, changes):
   with pytest.raises(errors.ConfigError):

@@ -131,7 +131,8 @@ def test_resume_accepts_a_saved_config_without_a_newer_setting(trained_copy):
 def test_bad_config_is_refused_before_work(tiny_data_dir, tmp_path):
   for overrides in ({"epochs": 0}, {"schedule": "step"}, {"label_smoothing": 1.0},
                     {"learning_rate": 0.0}, {"strategy": "tpu"}, {"erase_probability": 1.5},
-                    {"teacher": str(tmp_path / "no_teacher.keras")}):
+                    {"teacher": str(tmp_path / "no_teacher.keras")}, {"swa_epochs": -1},
+                    {"swa_learning_rate": 0.0}):
     with pytest.raises(errors.ConfigError):
       trainer.train(_config(tiny_data_dir, tmp_path / "run", **overrides), verbose=0)
   assert not os.path.exists(tmp_path / "run")
@@ -202,3 +203,24 @@ def test_resume_of_finished_run_removes_partial_files_and_trains_no_more(trained
   with open(os.path.join(model_dir, "state.json")) as f:
     assert json.load(f)["step"] == EPOCHS * STEPS
   assert model_io.load_model(os.path.join(model_dir, "final.keras")).output_shape == (None, 43)
+
+
+def test_finished_run_resumed_with_averaging_only_averages(trained_copy, trained):
+  _, history = trained
+  model_dir = trained_copy.model_dir
+  before = _snapshot(model_dir)
+  averaged = dataclasses.replace(trained_copy, swa_epochs=2)
+  assert trainer.train(averaged, resume=True, verbose=0) == history
+  after = _snapshot(model_dir)
+  for name in ("model.keras", "state.json", "history.json"):
+    assert after[name] == before[name]
+  record = io_utils.read_json(os.path.join(model_dir, "swa.json"))
+  assert record["epochs"] == 2 and len(record["val_accuracy"]) == 2
+  assert 0.0 <= record["average_val_accuracy"] <= 1.0
+  best = model_io.load_model(os.path.join(model_dir, "model.keras"))
+  swa_model = model_io.load_model(os.path.join(model_dir, "swa.keras"))
+  assert any(not np.allclose(a, b) for a, b in zip(best.get_weights(), swa_model.get_weights()))
+  assert io_utils.read_json(os.path.join(model_dir, "config.json"))["swa_epochs"] == 2
+
+  trainer.train(trained_copy, overwrite=True, verbose=0)  # A new run drops the old average.
+  assert not {"swa.keras", "swa.json"} & set(os.listdir(model_dir))

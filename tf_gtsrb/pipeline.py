@@ -46,6 +46,8 @@ class PipelineConfig:
   # .keras model(s) the baseline also learns from (distillation; several comma-separated:
   # their mean); None: none.
   teacher: str = None
+  swa_epochs: int = 0  # Weight-averaging epochs after the baseline's training; 0: none.
+  swa_learning_rate: float = 5e-4
   prune_percentages: str = "analysis"  # Or '40' (every layer) or 'conv1=30,...,conv4=60'.
   max_params: int = 90000  # Pruned-model parameter budget (about 99 KB as INT8); 0: none.
   max_macs_percent: float = 40.0  # Pruned-model MAC budget, % of the baseline's; 0: none.
@@ -76,10 +78,11 @@ class PipelineConfig:
                  "num_calibration_images", "threads", "latency_rounds"):
       if getattr(self, name) < 1:
         raise errors.ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-    for name in ("balance_target", "steps_per_epoch", "max_params"):
+    for name in ("balance_target", "steps_per_epoch", "max_params", "swa_epochs"):
       if getattr(self, name) < 0:
         raise errors.ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-    for name in ("learning_rate", "prune_learning_rate", "qat_learning_rate"):
+    for name in ("learning_rate", "swa_learning_rate", "prune_learning_rate",
+                 "qat_learning_rate"):
       if getattr(self, name) <= 0:
         raise errors.ConfigError(f"{name} must be positive, got {getattr(self, name)}")
     if not 0.0 <= self.max_macs_percent <= 100.0:
@@ -182,7 +185,8 @@ class Pipeline:
         "train": ({"epochs": c.epochs, "batch": c.batch_size, "lr": c.learning_rate,
                    "ls": c.label_smoothing, "dropout": c.dropout, "steps": c.steps_per_epoch,
                    "seed": c.seed, **distillation,
-                   **({"erase": c.erase_probability} if c.erase_probability else {})},
+                   **({"erase": c.erase_probability} if c.erase_probability else {}),
+                   **({"swa": [c.swa_epochs, c.swa_learning_rate]} if c.swa_epochs else {})},
                   ["prepare"]),
         "analyze": ({}, ["prepare", "train"]),
         "prune": ({"percent": c.prune_percentages, "max_params": c.max_params,
@@ -217,11 +221,16 @@ class Pipeline:
         epochs=c.epochs, batch_size=c.batch_size, learning_rate=c.learning_rate,
         label_smoothing=c.label_smoothing, seed=c.seed, steps_per_epoch=c.steps_per_epoch,
         model_kwargs={"dropout": c.dropout}, teacher=c.teacher or "",
-        erase_probability=c.erase_probability)
+        erase_probability=c.erase_probability, swa_epochs=c.swa_epochs,
+        swa_learning_rate=c.swa_learning_rate)
     # Resume only a run started with these settings and upstream outputs: the
     # trainer's own check ignores the dataset, which may have been rebuilt. A run
     # with no record (older work directories) is left to the trainer's check.
-    fingerprint, forced = self._running
+    # Weight averaging follows the run and is not part of what it resumes.
+    settings, upstream = self._inputs("train")
+    settings.pop("swa", None)
+    fingerprint = _fingerprint(settings, [self.fingerprints[u] for u in upstream])
+    forced = self._running[1]
     started = os.path.join(self.dirs["train"], _TRAIN_STARTED)
     has_run = os.path.exists(os.path.join(self.dirs["train"], "config.json"))
     recorded = _read_marker(started).get("fingerprint")
@@ -237,8 +246,13 @@ class Pipeline:
         raise
       self.log("[train] the saved run cannot be resumed: training again from scratch")
       history = trainer.train(config, overwrite=True, verbose=2)
-    return {"model": os.path.join(self.dirs["train"], "model.keras"),
-            "best_val_accuracy": _best(history)}
+    outputs = {"model": os.path.join(self.dirs["train"], "model.keras"),
+               "best_val_accuracy": _best(history)}
+    if c.swa_epochs:
+      averaged = io_utils.read_json(os.path.join(self.dirs["train"], "swa.json"))
+      outputs.update(model=os.path.join(self.dirs["train"], "swa.keras"),
+                     average_val_accuracy=averaged["average_val_accuracy"])
+    return outputs
 
   def _analyze(self, results):
     # pylint: disable=g-import-not-at-top

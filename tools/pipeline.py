@@ -39,6 +39,12 @@ flags.DEFINE_float("erase_probability", _DEFAULTS.erase_probability,
 flags.DEFINE_string("teacher", None, "A trained .keras model the baseline also learns from by "
                     "knowledge distillation (e.g. an earlier run's baseline), or several "
                     "comma-separated (their mean prediction teaches); none by default.")
+flags.DEFINE_integer("swa_epochs", _DEFAULTS.swa_epochs,
+                     "Stochastic weight averaging of the baseline: this many epochs after its "
+                     "training at --swa_learning_rate, their weights averaged into the model "
+                     "the later steps use; 0: none.")
+flags.DEFINE_float("swa_learning_rate", _DEFAULTS.swa_learning_rate,
+                   "Constant learning rate of the weight-averaging epochs.")
 flags.DEFINE_integer("steps_per_epoch", _DEFAULTS.steps_per_epoch,
                      "Steps per epoch; 0 is one pass over the train split.")
 flags.DEFINE_string("prune_percentages", _DEFAULTS.prune_percentages,

@@ -2,15 +2,19 @@
 
   gtsrb-train --data_dir=work/data --model_dir=work/baseline --epochs=30
   gtsrb-train --data_dir=work/data --model_dir=work/baseline --epochs=30 --resume
+  gtsrb-train ... --resume --swa_epochs=15   # weight-average a finished run into swa.keras
 """
 
 import json
+import os
 
 from absl import flags
 
 from tf_gtsrb import errors
+from tf_gtsrb import io_utils
 from tf_gtsrb.models import MODEL_NAMES
 from tf_gtsrb.training import distribute
+from tf_gtsrb.training import swa
 from tf_gtsrb.training import trainer
 from tf_gtsrb_tools import common
 
@@ -36,6 +40,11 @@ flags.DEFINE_integer("early_stopping_patience", 0, "Stop after this many epochs 
                      "better validation accuracy; 0 never stops early.")
 flags.DEFINE_integer("checkpoint_every_steps", 200, "Checkpoint interval in steps (for resume).")
 flags.DEFINE_integer("steps_per_epoch", 0, "Steps per epoch; 0 is one pass over the train split.")
+flags.DEFINE_integer("swa_epochs", 0, "Stochastic weight averaging after training: this many "
+                     "more epochs at --swa_learning_rate, their weights averaged into "
+                     "swa.keras; 0: none.")
+flags.DEFINE_float("swa_learning_rate", swa.DEFAULT_LEARNING_RATE,
+                   "Constant learning rate of the weight-averaging epochs.")
 flags.DEFINE_enum("strategy", "default", distribute.STRATEGIES, "tf.distribute strategy.")
 flags.DEFINE_bool("resume", False, "Continue the run in --model_dir from its last checkpoint.")
 flags.DEFINE_bool("overwrite", False, "Start again even if --model_dir holds a previous run.")
@@ -52,6 +61,12 @@ def main():
   else:
     print(f"No validation split: model.keras holds the last epoch; "
           f"model: {FLAGS.model_dir}/model.keras")
+  if FLAGS.swa_epochs:
+    averaged = io_utils.read_json(os.path.join(FLAGS.model_dir, "swa.json"))
+    accuracy = averaged["average_val_accuracy"]
+    print(f"Weight average of {FLAGS.swa_epochs} epochs"
+          + (f": validation accuracy {accuracy:.4f}" if accuracy is not None else "")
+          + f"; model: {FLAGS.model_dir}/swa.keras")
 
 
 def _config():
@@ -78,6 +93,7 @@ def _config():
       early_stopping_patience=FLAGS.early_stopping_patience,
       checkpoint_every_steps=FLAGS.checkpoint_every_steps, strategy=FLAGS.strategy,
       steps_per_epoch=FLAGS.steps_per_epoch, teacher=FLAGS.teacher or "",
+      swa_epochs=FLAGS.swa_epochs, swa_learning_rate=FLAGS.swa_learning_rate,
       **common.distillation_settings())
 
 

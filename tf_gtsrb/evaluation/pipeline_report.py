@@ -68,7 +68,9 @@ def write_pipeline_report(results, config, output_dir):
       f"Data: {results['prepare']['source_dir']} ({results['prepare']['config']}); "
       + ", ".join(f"{k} {v:,}" for k, v in sorted(splits.items())) + ".  ",
       f"Baseline best validation accuracy (track split): "
-      f"{_percent(results['train']['best_val_accuracy'])}. "
+      f"{_percent(results['train']['best_val_accuracy'])}"
+      + (f", {_percent(results['train']['average_val_accuracy'])} after weight averaging"
+         if "average_val_accuracy" in results["train"] else "") + ". "
       f"Pruned channels {prune['channels_before']} -> {prune['channels_after']} "
       f"({prune['criterion']}), params {prune['params_before']:,} -> "
       f"{prune['params_after']:,}, MACs {prune['macs_before']:,} -> {prune['macs_after']:,}.  ",

@@ -13,9 +13,17 @@ With `teacher` set (a .keras model, or several comma-separated: their mean),
 the model learns by knowledge distillation from it as well as from the labels
 (`distill.Distiller`, `ensemble.load_teacher`).
 
+With `swa_epochs` set, model.keras then goes through stochastic weight
+averaging (`swa.average_weights`: that many more epochs at the constant
+`swa_learning_rate`, same loss, teacher and augmentation, weights averaged
+over their ends) into swa.keras and swa.json. The averaging settings are not
+part of the run's identity: a finished run resumed with them only averages.
+A killed averaging phase starts again from model.keras.
+
 Files in `model_dir`: model.keras (best validation accuracy; the last epoch's
 weights when the dataset has no validation split), final.keras,
-history.json, config.json, state.json, checkpoints/, logs/ (TensorBoard).
+history.json, config.json, state.json, checkpoints/, logs/ (TensorBoard),
+and with averaging swa.keras and swa.json.
 """
 
 import dataclasses
@@ -37,6 +45,7 @@ from tf_gtsrb.models import io as model_io
 from tf_gtsrb.training import compile as compile_lib
 from tf_gtsrb.training import distill
 from tf_gtsrb.training import distribute
+from tf_gtsrb.training import swa
 
 SCHEDULES = ("constant", "cosine")
 
@@ -65,6 +74,8 @@ class TrainConfig:
   teacher: str = ""
   distill_temperature: float = distill.DEFAULT_TEMPERATURE
   distill_alpha: float = distill.DEFAULT_ALPHA
+  swa_epochs: int = 0  # Weight-averaging epochs after training; 0: none.
+  swa_learning_rate: float = swa.DEFAULT_LEARNING_RATE
 
   def validate(self):
     if self.epochs < 1 or self.batch_size < 1:
@@ -77,6 +88,10 @@ class TrainConfig:
       raise errors.ConfigError(f"erase_probability must be in [0, 1]: {self.erase_probability}")
     if self.learning_rate <= 0:
       raise errors.ConfigError(f"learning_rate must be positive: {self.learning_rate}")
+    if self.swa_epochs < 0:
+      raise errors.ConfigError(f"swa_epochs must be >= 0: {self.swa_epochs}")
+    if self.swa_learning_rate <= 0:
+      raise errors.ConfigError(f"swa_learning_rate must be positive: {self.swa_learning_rate}")
     if self.strategy not in distribute.STRATEGIES:
       raise errors.ConfigError(f"unknown strategy {self.strategy!r}")
     if self.teacher:
@@ -87,14 +102,15 @@ class TrainConfig:
     fields = dataclasses.asdict(self)
     fields.pop("model_dir")
     fields.pop("data_dir")
-    fields.pop("strategy")
+    for name in ("strategy", "swa_epochs", "swa_learning_rate"):
+      fields.pop(name)
     return fields
 
 
 def _paths(model_dir):
   return {name: os.path.join(model_dir, name) for name in (
       "model.keras", "final.keras", "history.json", "config.json", "state.json",
-      "checkpoints", "logs")}
+      "checkpoints", "logs", "swa.keras", "swa.json")}
 
 
 def train(config, resume=False, overwrite=False, verbose=1):
@@ -132,8 +148,8 @@ def train(config, resume=False, overwrite=False, verbose=1):
       _restore(checkpoint, manager, state, paths)
   if resume:
     _remove_stale_temporaries(config.model_dir)
-  if not resume or state["step"] == 0:
-    io_utils.write_json(paths["config.json"], dataclasses.asdict(config))
+  # Rewritten on resume too: what may differ then (averaging, strategy) is not identity.
+  io_utils.write_json(paths["config.json"], dataclasses.asdict(config))
 
   images, labels = input_pipeline.load_arrays(config.data_dir, "train")
   val_ds = (input_pipeline.eval_dataset(config.data_dir, "validation", config.batch_size)
@@ -153,7 +169,28 @@ def train(config, resume=False, overwrite=False, verbose=1):
                 epochs=epoch + 1 if in_epoch else config.epochs,
                 steps_per_epoch=steps - in_epoch, callbacks=callbacks, verbose=verbose)
   model_io.save_model(model, paths["final.keras"])
+  if config.swa_epochs:
+    with strategy.scope():
+      _average(config, paths, images, labels, val_ds, steps)
   return state["history"]
+
+
+def _average(config, paths, images, labels, val_ds, steps):
+  """Weight-averages model.keras into swa.keras, continuing the run's batch sequence."""
+  model = model_io.load_model(paths["model.keras"])
+  train_ds = input_pipeline.batches_from_arrays(
+      images, labels, config.batch_size, config.augment, config.seed,
+      config.epochs * steps, config.erase_probability)
+  distillation = {}
+  if config.teacher:
+    distillation = {"teacher": ensemble.load_teacher(config.teacher),
+                    "distill_temperature": config.distill_temperature,
+                    "distill_alpha": config.distill_alpha}
+  record = swa.average_weights(
+      model, train_ds, val_ds, config.swa_epochs, steps, config.swa_learning_rate,
+      config.label_smoothing, verbose=2, **distillation)
+  model_io.save_model(model, paths["swa.keras"])
+  io_utils.write_json(paths["swa.json"], record)
 
 
 def _random_generators(model):
@@ -205,7 +242,7 @@ def _start_state(config, paths, resume, overwrite):
         f"--overwrite to start again")
   if has_run:
     shutil.rmtree(paths["checkpoints"], ignore_errors=True)
-    for name in ("state.json",):
+    for name in ("state.json", "swa.keras", "swa.json"):
       if os.path.exists(paths[name]):
         os.remove(paths[name])
   return fresh
