@@ -272,7 +272,8 @@ def _restore(checkpoint, manager, state, paths):
       logging.warning("%s: checkpoint has no dropout RNG state; the resumed run will not "
                       "match an uninterrupted one exactly", path)
       checkpoint = tf.train.Checkpoint(model=checkpoint.model, optimizer=checkpoint.optimizer)
-    checkpoint.restore(path).assert_existing_objects_matched()
+    # expect_partial: optimizer slots are created lazily, so a finished run never claims them.
+    checkpoint.restore(path).assert_existing_objects_matched().expect_partial()
   # A truncated data file surfaces as IndexError from the checkpoint reader.
   except (tf.errors.OpError, AssertionError, ValueError, IndexError) as e:
     raise errors.ModelError(f"{path}: checkpoint is corrupt or does not fit the model: {e}") from e
