@@ -205,6 +205,25 @@ def test_distill_pruning_fine_tunes_the_pruned_model_against_the_baseline(finish
   assert teachers[0].count_params() == model_io.load_model(baseline).count_params()
 
 
+def test_distill_qat_fine_tunes_the_quantization_aware_model_against_the_teachers(
+    finished, tmp_path, monkeypatch):
+  from tf_gtsrb.compression import quantization  # pylint: disable=g-import-not-at-top
+  work_dir = _copy(finished, tmp_path)
+  baseline = io_utils.read_json(_marker(work_dir, "train"))["outputs"]["model"]
+  other = str(tmp_path / "other_seed.keras")
+  shutil.copy(baseline, other)
+  teachers = []
+
+  def stop_at_qat(model, *args, teacher=None, **kwargs):
+    teachers.append(teacher)
+    raise KeyboardInterrupt
+  monkeypatch.setattr(quantization, "qat_fine_tune", stop_at_qat)
+  lines = _run_until_interrupted(_config(work_dir, distill_qat=True, pruning_teachers=other))
+  # The pruned model did not learn from a teacher (no distill_pruning), so pruning is as before.
+  assert _status(lines) == {**{step: "skipped" for step in STEPS[:4]}, "qat": "ran"}
+  assert teachers[0].count_params() == 2 * model_io.load_model(baseline).count_params()
+
+
 def test_pruning_teachers_join_the_baseline_in_the_pruned_models_teacher(finished, tmp_path,
                                                                          monkeypatch):
   from tf_gtsrb.training import compile as compile_lib  # pylint: disable=g-import-not-at-top
@@ -390,7 +409,7 @@ def test_unknown_step_is_a_config_error(tmp_path, kwargs):
     {"teacher": "no/such/teacher.keras"},
     {"distill_pruning": True, "pruning_teachers": "no/such/teacher.keras"},
     {"swa_epochs": -1}, {"swa_learning_rate": 0.0},
-    {"pruning_teachers": __file__}])  # A teacher for pruning without distill_pruning.
+    {"pruning_teachers": __file__}])  # A teacher for pruning without distill_pruning or distill_qat.
 def test_bad_setting_is_a_config_error_before_any_step(tmp_path, changes):
   with pytest.raises(errors.ConfigError):
     pipeline.Pipeline(_config(tmp_path / "work", **changes)).run()

@@ -53,13 +53,14 @@ class PipelineConfig:
   max_macs_percent: float = 40.0  # Pruned-model MAC budget, % of the baseline's; 0: none.
   prune_criterion: str = "l1"
   distill_pruning: bool = False  # The pruned model also learns from the baseline (distillation).
-  # With distill_pruning: more .keras models (comma-separated) averaged with the baseline
-  # into the pruned model's teacher; None: the baseline alone.
+  # More .keras models (comma-separated) averaged with the baseline into the pruned model's
+  # teacher (for distill_pruning and distill_qat); None: the baseline alone.
   pruning_teachers: str = None
   prune_epochs: int = 10
   prune_learning_rate: float = 5e-4
   qat_epochs: int = 3
   qat_learning_rate: float = 1e-4
+  distill_qat: bool = False  # QAT also learns from the pruned model's teacher (distillation).
   num_calibration_images: int = 500
   threads: int = 1
   latency_rounds: int = 100
@@ -104,9 +105,9 @@ class PipelineConfig:
     if self.teacher:
       ensemble.teacher_paths(self.teacher)
     if self.pruning_teachers:
-      if not self.distill_pruning:
+      if not (self.distill_pruning or self.distill_qat):
         raise errors.ConfigError("pruning_teachers teach the pruned model only with "
-                                 "distill_pruning set")
+                                 "distill_pruning or distill_qat set")
       ensemble.teacher_paths(self.pruning_teachers)
     if self.prune_percentages != "analysis":
       from tf_gtsrb.compression import channel_pruning  # pylint: disable=g-import-not-at-top
@@ -174,9 +175,10 @@ class Pipeline:
     from tf_gtsrb.models import ensemble  # pylint: disable=g-import-not-at-top
     c = self.config
     distillation = {"teacher": ensemble.absolute_teacher_paths(c.teacher)} if c.teacher else {}
-    pruning_distillation = {"distill": True} if c.distill_pruning else {}
-    if c.pruning_teachers:
-      pruning_distillation["teachers"] = ensemble.absolute_teacher_paths(c.pruning_teachers)
+    teachers = ({"teachers": ensemble.absolute_teacher_paths(c.pruning_teachers)}
+                if c.pruning_teachers else {})
+    pruning_distillation = {"distill": True, **teachers} if c.distill_pruning else {}
+    qat_distillation = {"distill": True, **teachers} if c.distill_qat else {}
     table = {
         "prepare": ({"source": c.source, "archive_dir": c.archive_dir, "size": c.image_size,
                      "balance": c.balance_target, "seed": c.seed,
@@ -193,8 +195,8 @@ class Pipeline:
                    "max_macs_percent": c.max_macs_percent, "criterion": c.prune_criterion,
                    "epochs": c.prune_epochs, "lr": c.prune_learning_rate,
                    **pruning_distillation}, ["analyze"]),
-        "qat": ({"epochs": c.qat_epochs, "lr": c.qat_learning_rate, "ls": c.label_smoothing},
-                ["prune"]),
+        "qat": ({"epochs": c.qat_epochs, "lr": c.qat_learning_rate, "ls": c.label_smoothing,
+                 **qat_distillation}, ["prune"]),
         "convert": ({"calibration": c.num_calibration_images}, ["train", "qat"]),
         "benchmark": ({"threads": c.threads, "rounds": c.latency_rounds}, ["convert"]),
         "report": ({}, ["benchmark"]),
@@ -284,7 +286,6 @@ class Pipeline:
     # pylint: disable=g-import-not-at-top
     from tf_gtsrb.compression import channel_pruning
     from tf_gtsrb.evaluation import complexity
-    from tf_gtsrb.models import ensemble
     from tf_gtsrb.models import io as model_io
     from tf_gtsrb.models import traffic_sign_cnn
     from tf_gtsrb.training import compile as compile_lib
@@ -300,10 +301,7 @@ class Pipeline:
     kept = channel_pruning.select_channels(model, percentages, c.prune_criterion)
     pruned = channel_pruning.prune_kept(model, kept)
     train_ds, val_ds, steps = self._datasets(results)
-    teacher = None
-    if c.distill_pruning:
-      extra = ensemble.teacher_paths(c.pruning_teachers) if c.pruning_teachers else []
-      teacher = ensemble.average([model] + [model_io.load_model(p) for p in extra])
+    teacher = self._pruned_model_teacher(model) if c.distill_pruning else None
     history = compile_lib.fine_tune(pruned, train_ds, val_ds, c.prune_epochs,
                                     learning_rate=compile_lib.cosine_decay(
                                         c.prune_learning_rate, c.prune_epochs * steps),
@@ -317,6 +315,15 @@ class Pipeline:
     return {"model": path, "channels": record.get("channels_after"),
             "val_accuracy": record["val_accuracy"]}
 
+  def _pruned_model_teacher(self, baseline):
+    """The baseline, averaged with pruning_teachers when given (`ensemble.average`)."""
+    # pylint: disable=g-import-not-at-top
+    from tf_gtsrb.models import ensemble
+    from tf_gtsrb.models import io as model_io
+    paths = self.config.pruning_teachers
+    extra = ensemble.teacher_paths(paths) if paths else []
+    return ensemble.average([baseline] + [model_io.load_model(p) for p in extra])
+
   def _qat(self, results):
     # pylint: disable=g-import-not-at-top
     from tf_gtsrb.compression import quantization
@@ -325,11 +332,14 @@ class Pipeline:
     c = self.config
     model = model_io.load_model(results["prune"]["model"])
     train_ds, val_ds, steps = self._datasets(results)
+    teacher = None
+    if c.distill_qat:
+      teacher = self._pruned_model_teacher(model_io.load_model(results["train"]["model"]))
     qat_model = quantization.qat_fine_tune(model, train_ds, val_ds, c.qat_epochs,
                                            learning_rate=compile_lib.cosine_decay(
                                                c.qat_learning_rate, c.qat_epochs * steps),
                                            steps_per_epoch=steps,
-                                           label_smoothing=c.label_smoothing)
+                                           label_smoothing=c.label_smoothing, teacher=teacher)
     path = os.path.join(self.dirs["qat"], "qat.keras")
     model_io.save_model(qat_model, path)
     return {"model": path,

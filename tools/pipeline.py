@@ -63,14 +63,17 @@ flags.DEFINE_bool("distill_pruning", _DEFAULTS.distill_pruning,
                   "Fine-tune the pruned model by knowledge distillation from the baseline it was "
                   "cut from (temperature 1, alpha 0.1), as well as on the labels.")
 flags.DEFINE_string("pruning_teachers", _DEFAULTS.pruning_teachers,
-                    "With --distill_pruning: more trained .keras models (comma-separated, e.g. "
-                    "baselines of other seeds) averaged with the baseline into the pruned "
-                    "model's teacher; none by default.")
+                    "With --distill_pruning or --distill_qat: more trained .keras models "
+                    "(comma-separated, e.g. baselines of other seeds) averaged with the baseline "
+                    "into the pruned model's teacher; none by default.")
 flags.DEFINE_integer("prune_epochs", _DEFAULTS.prune_epochs, "Fine-tuning epochs after pruning.")
 flags.DEFINE_float("prune_learning_rate", _DEFAULTS.prune_learning_rate,
                    "Fine-tuning learning rate after pruning.")
 flags.DEFINE_integer("qat_epochs", _DEFAULTS.qat_epochs, "Quantization-aware training epochs.")
 flags.DEFINE_float("qat_learning_rate", _DEFAULTS.qat_learning_rate, "QAT learning rate.")
+flags.DEFINE_bool("distill_qat", _DEFAULTS.distill_qat,
+                  "Quantization-aware training also learns from the pruned model's teacher "
+                  "(the baseline, with --pruning_teachers averaged in; temperature 1, alpha 0.1).")
 flags.DEFINE_integer("num_calibration_images", _DEFAULTS.num_calibration_images,
                      "Train images used to calibrate the INT8 conversion (count).")
 flags.DEFINE_integer("threads", _DEFAULTS.threads, "CPU threads for the latency benchmark.")
