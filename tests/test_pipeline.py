@@ -188,62 +188,65 @@ def test_teacher_makes_the_baseline_train_again_learning_from_it(finished, tmp_p
   assert configs[0].teacher == teacher
 
 
+def _teacher_given_to(function_owner, function_name, config, monkeypatch):
+  """Runs the pipeline until `function_owner.function_name` is called; returns (its
+  `teacher` argument, the log lines)."""
+  teachers = []
+
+  def stop(model, *args, teacher=None, **kwargs):
+    teachers.append(teacher)
+    raise KeyboardInterrupt
+  monkeypatch.setattr(function_owner, function_name, stop)
+  lines = _run_until_interrupted(config)
+  return teachers[0], lines
+
+
+def _baseline_and_copy(work_dir, tmp_path):
+  """(the run's baseline path, a copy of it standing in for another seed's baseline)."""
+  baseline = io_utils.read_json(_marker(work_dir, "train"))["outputs"]["model"]
+  other = str(tmp_path / "other_seed.keras")
+  shutil.copy(baseline, other)
+  return baseline, other
+
+
 def test_distill_pruning_fine_tunes_the_pruned_model_against_the_baseline(finished, tmp_path,
                                                                           monkeypatch):
   from tf_gtsrb.training import compile as compile_lib  # pylint: disable=g-import-not-at-top
   work_dir = _copy(finished, tmp_path)
-  teachers = []
-
-  def stop_at_fine_tuning(model, *args, teacher=None, **kwargs):
-    teachers.append(teacher)
-    raise KeyboardInterrupt
-  monkeypatch.setattr(compile_lib, "fine_tune", stop_at_fine_tuning)
-  lines = _run_until_interrupted(_config(work_dir, distill_pruning=True))
+  teacher, lines = _teacher_given_to(compile_lib, "fine_tune",
+                                     _config(work_dir, distill_pruning=True), monkeypatch)
   assert _status(lines) == {"prepare": "skipped", "train": "skipped", "analyze": "skipped",
                             "prune": "ran"}
   baseline = io_utils.read_json(_marker(work_dir, "train"))["outputs"]["model"]
-  assert teachers[0].count_params() == model_io.load_model(baseline).count_params()
+  assert teacher.count_params() == model_io.load_model(baseline).count_params()
 
 
 def test_distill_qat_fine_tunes_the_quantization_aware_model_against_the_teachers(
     finished, tmp_path, monkeypatch):
   from tf_gtsrb.compression import quantization  # pylint: disable=g-import-not-at-top
   work_dir = _copy(finished, tmp_path)
-  baseline = io_utils.read_json(_marker(work_dir, "train"))["outputs"]["model"]
-  other = str(tmp_path / "other_seed.keras")
-  shutil.copy(baseline, other)
-  teachers = []
-
-  def stop_at_qat(model, *args, teacher=None, **kwargs):
-    teachers.append(teacher)
-    raise KeyboardInterrupt
-  monkeypatch.setattr(quantization, "qat_fine_tune", stop_at_qat)
-  lines = _run_until_interrupted(_config(work_dir, distill_qat=True, pruning_teachers=other))
+  baseline, other = _baseline_and_copy(work_dir, tmp_path)
+  teacher, lines = _teacher_given_to(
+      quantization, "qat_fine_tune", _config(work_dir, distill_qat=True, pruning_teachers=other),
+      monkeypatch)
   # The pruned model did not learn from a teacher (no distill_pruning), so pruning is as before.
   assert _status(lines) == {**{step: "skipped" for step in STEPS[:4]}, "qat": "ran"}
-  assert teachers[0].count_params() == 2 * model_io.load_model(baseline).count_params()
+  assert teacher.count_params() == 2 * model_io.load_model(baseline).count_params()
 
 
 def test_pruning_teachers_join_the_baseline_in_the_pruned_models_teacher(finished, tmp_path,
                                                                          monkeypatch):
   from tf_gtsrb.training import compile as compile_lib  # pylint: disable=g-import-not-at-top
   work_dir = _copy(finished, tmp_path)
-  baseline = io_utils.read_json(_marker(work_dir, "train"))["outputs"]["model"]
-  other = str(tmp_path / "other_seed.keras")
-  shutil.copy(baseline, other)
-  teachers = []
-
-  def stop_at_fine_tuning(model, *args, teacher=None, **kwargs):
-    teachers.append(teacher)
-    raise KeyboardInterrupt
-  monkeypatch.setattr(compile_lib, "fine_tune", stop_at_fine_tuning)
-  lines = _run_until_interrupted(_config(work_dir, distill_pruning=True,
-                                         pruning_teachers=other))
+  baseline, other = _baseline_and_copy(work_dir, tmp_path)
+  teacher, lines = _teacher_given_to(
+      compile_lib, "fine_tune", _config(work_dir, distill_pruning=True, pruning_teachers=other),
+      monkeypatch)
   assert _status(lines)["prune"] == "ran"
   baseline_model = model_io.load_model(baseline)
-  assert teachers[0].count_params() == 2 * baseline_model.count_params()
+  assert teacher.count_params() == 2 * baseline_model.count_params()
   images = np.random.default_rng(0).random((4, *baseline_model.input_shape[1:]), np.float32)
-  np.testing.assert_allclose(teachers[0].predict(images, verbose=0),
+  np.testing.assert_allclose(teacher.predict(images, verbose=0),
                              baseline_model.predict(images, verbose=0), rtol=1e-5, atol=1e-6)
 
 
