@@ -1,4 +1,5 @@
-"""Distribution strategies: MirroredStrategy training on two logical CPU devices."""
+"""Distribution strategies: MirroredStrategy training (and weight averaging) on two logical
+CPU devices."""
 
 import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 
@@ -16,7 +17,7 @@ from tf_gtsrb.training import distribute
 # Logical devices must be configured before TensorFlow initialises its runtime,
 # which pytest's process has already done, so the run happens in a fresh process.
 _SCRIPT = """
-import json, sys
+import dataclasses, json, sys
 import tf_gtsrb
 import tensorflow as tf
 
@@ -39,7 +40,8 @@ config = trainer.TrainConfig(
     epochs=2, batch_size=32, steps_per_epoch=3, checkpoint_every_steps=2,
     strategy="mirrored")
 history = trainer.train(config, verbose=0)
-resumed = trainer.train(config, resume=True, verbose=0)  # Restores the mirrored checkpoint.
+# Restores the mirrored checkpoint, then weight-averages under the strategy.
+resumed = trainer.train(dataclasses.replace(config, swa_epochs=1), resume=True, verbose=0)
 print("RESULT " + json.dumps({
     "strategy": type(created[0]).__name__,
     "replicas": created[0].num_replicas_in_sync,
@@ -64,7 +66,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tiny_data_dir, tmp_path):
   assert len(result["devices"]) == 2
   assert result["epochs"] == 2
   assert result["resumed_same"]
-  for name in ("model.keras", "final.keras"):
+  for name in ("model.keras", "final.keras", "swa.keras"):
     model = model_io.load_model(str(model_dir / name))
     assert model.output_shape == (None, 43)
   with open(model_dir / "state.json") as f:

@@ -69,7 +69,7 @@ def average_weights(model, train_ds, val_ds, epochs, steps_per_epoch,
   """Fine-tunes `model` in place for `epochs` and leaves it holding their average.
 
   `train_ds` is an endless training dataset (`input_pipeline.train_dataset`);
-  its next `steps_per_epoch` batches after the fine-tune recompute the
+  afterwards its first `steps_per_epoch` batches, iterated again, recompute the
   BatchNorm statistics. Returns {"val_accuracy": per-epoch validation accuracy
   of the single-epoch weights, "average_val_accuracy": that of the average}
   (empty/None without `val_ds`). `distillation` (teacher, distill_temperature,

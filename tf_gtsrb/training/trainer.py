@@ -171,11 +171,11 @@ def train(config, resume=False, overwrite=False, verbose=1):
   model_io.save_model(model, paths["final.keras"])
   if config.swa_epochs:
     with strategy.scope():
-      _average(config, paths, images, labels, val_ds, steps)
+      _average(config, paths, images, labels, val_ds, steps, verbose)
   return state["history"]
 
 
-def _average(config, paths, images, labels, val_ds, steps):
+def _average(config, paths, images, labels, val_ds, steps, verbose):
   """Weight-averages model.keras into swa.keras, continuing the run's batch sequence."""
   model = model_io.load_model(paths["model.keras"])
   train_ds = input_pipeline.batches_from_arrays(
@@ -188,7 +188,7 @@ def _average(config, paths, images, labels, val_ds, steps):
                     "distill_alpha": config.distill_alpha}
   record = swa.average_weights(
       model, train_ds, val_ds, config.swa_epochs, steps, config.swa_learning_rate,
-      config.label_smoothing, verbose=2, **distillation)
+      config.label_smoothing, verbose=verbose, **distillation)
   model_io.save_model(model, paths["swa.keras"])
   io_utils.write_json(paths["swa.json"], record)
 
