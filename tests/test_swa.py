@@ -73,3 +73,8 @@ def test_average_weights_records_and_changes_the_model(tiny_data_dir):
 def test_average_weights_needs_an_epoch(cnn16, batches16):
   with pytest.raises(errors.ConfigError, match=">= 1 epoch"):
     swa.average_weights(cnn16, batches16, None, epochs=0, steps_per_epoch=1)
+
+
+def test_pipeline_default_learning_rate_is_the_libraries():
+  from tf_gtsrb import pipeline  # pylint: disable=g-import-not-at-top
+  assert pipeline.PipelineConfig().swa_learning_rate == swa.DEFAULT_LEARNING_RATE

@@ -47,7 +47,7 @@ class PipelineConfig:
   # their mean); None: none.
   teacher: str = None
   swa_epochs: int = 0  # Weight-averaging epochs after the baseline's training; 0: none.
-  swa_learning_rate: float = 5e-4
+  swa_learning_rate: float = 5e-4  # swa.DEFAULT_LEARNING_RATE (not imported: TF loads late).
   prune_percentages: str = "analysis"  # Or '40' (every layer) or 'conv1=30,...,conv4=60'.
   max_params: int = 90000  # Pruned-model parameter budget (about 99 KB as INT8); 0: none.
   max_macs_percent: float = 40.0  # Pruned-model MAC budget, % of the baseline's; 0: none.
