@@ -268,6 +268,7 @@ def test_prune_tool_end_to_end(tmp_path, tiny_data_dir):
     (["--percent=10", "--teacher=no_teacher.keras"], "no_teacher.keras"),
     (["--percent=10", "--distill_alpha=2"], "--distill_alpha must be in [0, 1]"),
     (["--percent=10", "--distill_temperature=0"], "--distill_temperature must be > 0"),
+    (["--percent=10", "--distill_mixup=-1"], "--distill_mixup must be >= 0"),
 ])
 def test_prune_tool_rejects_bad_flags(tmp_path, args, message):
   tool_runner.assert_rejects_flags("prune_channels", tmp_path, args, message)

@@ -64,9 +64,60 @@ def test_quantization_aware_student(batches16, cnn16):
   assert "val_accuracy" in qat_model.history.history
 
 
+def test_mixup_blends_each_image_with_a_partner_and_returns_the_partners_labels():
+  distiller = distill.Distiller(synthetic.tiny_cnn(), synthetic.tiny_cnn(seed=1), mixup=1.0)
+  # Image i is the constant i, so a blend lam * i + (1 - lam) * j names its partner j.
+  images = tf.constant(np.arange(16, dtype=np.float32)[:, None, None, None]
+                       * np.ones((1, 16, 16, 3), np.float32))
+  labels = tf.constant(np.arange(16) % 3)
+  for _ in range(5):
+    mixed, partner_labels, lam = distiller.mix(images, labels)
+    lam = float(lam)
+    assert 0.5 <= lam < 1.0
+    partners = (mixed.numpy()[:, 0, 0, 0] - lam * np.arange(16)) / (1 - lam)
+    np.testing.assert_allclose(partners, np.round(partners), atol=1e-2)
+    partners = np.round(partners).astype(int)
+    assert sorted(partners) == list(range(16))  # A permutation of the batch.
+    np.testing.assert_array_equal(partner_labels.numpy(), labels.numpy()[partners])
+    np.testing.assert_allclose(mixed.numpy(), lam * images.numpy()
+                               + (1 - lam) * images.numpy()[partners], rtol=1e-5, atol=1e-4)
+
+
+class _Recording:
+  """Calls `model`, keeping the images of the last call."""
+
+  def __init__(self, model):
+    self.model, self.images = model, None
+
+  def __call__(self, images, training=False):
+    self.images = images.numpy()
+    return self.model(images, training=training)
+
+  @property
+  def trainable_variables(self):
+    return self.model.trainable_variables
+
+  @property
+  def losses(self):
+    return self.model.losses
+
+
+def test_teacher_and_student_see_the_same_mixed_images(batches16):
+  distiller = distill.Distiller(synthetic.tiny_cnn(seed=0), synthetic.tiny_cnn(seed=1),
+                                mixup=1.0)
+  compile_lib.compile_model(distiller, 1e-2)
+  teacher, student = _Recording(distiller.teacher), _Recording(distiller.student)
+  distiller.teacher, distiller.student = teacher, student
+  images, labels = next(iter(batches16))
+  distiller.train_step((images, labels))  # Eager: the recordings hold the real inputs.
+  np.testing.assert_array_equal(teacher.images, student.images)
+  assert not np.allclose(teacher.images, images.numpy())
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"temperature": 0.0}, "temperature"),
     ({"alpha": 1.5}, "alpha"),
+    ({"mixup": -0.1}, "mixup"),
 ])
 def test_bad_settings(kwargs, message):
   with pytest.raises(errors.ConfigError, match=message):

@@ -5,6 +5,7 @@ settings work on a copy of its work directory (markers keep absolute paths, so
 a copy reads the unchanged upstream files of the shared run).
 """
 
+import importlib
 import json
 import os
 import shutil
@@ -191,14 +192,21 @@ def test_teacher_makes_the_baseline_train_again_learning_from_it(finished, tmp_p
 def _teacher_given_to(function_owner, function_name, config, monkeypatch):
   """Runs the pipeline until `function_owner.function_name` is called; returns (its
   `teacher` argument, the log lines)."""
-  teachers = []
+  kwargs, lines = _keywords_given_to(function_owner, function_name, config, monkeypatch)
+  return kwargs.get("teacher"), lines
 
-  def stop(model, *args, teacher=None, **kwargs):
-    teachers.append(teacher)
+
+def _keywords_given_to(function_owner, function_name, config, monkeypatch):
+  """Runs the pipeline until `function_owner.function_name` is called; returns (its
+  keyword arguments, the log lines)."""
+  calls = []
+
+  def stop(model, *args, **kwargs):
+    calls.append(kwargs)
     raise KeyboardInterrupt
   monkeypatch.setattr(function_owner, function_name, stop)
   lines = _run_until_interrupted(config)
-  return teachers[0], lines
+  return calls[0], lines
 
 
 def _baseline_and_copy(work_dir, tmp_path):
@@ -232,6 +240,19 @@ def test_distill_qat_fine_tunes_the_quantization_aware_model_against_the_teacher
   # The pruned model did not learn from a teacher (no distill_pruning), so pruning is as before.
   assert _status(lines) == {**{step: "skipped" for step in STEPS[:4]}, "qat": "ran"}
   assert teacher.count_params() == 2 * model_io.load_model(baseline).count_params()
+
+
+@pytest.mark.parametrize("owner, function, step", [
+    ("tf_gtsrb.training.compile", "fine_tune", "distill_pruning"),
+    ("tf_gtsrb.compression.quantization", "qat_fine_tune", "distill_qat")])
+def test_distill_mixup_reaches_the_distilled_step(finished, tmp_path, monkeypatch, owner,
+                                                  function, step):
+  work_dir = _copy(finished, tmp_path)
+  kwargs, lines = _keywords_given_to(importlib.import_module(owner), function,
+                                     _config(work_dir, distill_mixup=0.4, **{step: True}),
+                                     monkeypatch)
+  assert kwargs["teacher"] is not None and kwargs["distill_mixup"] == 0.4
+  assert "ran" in _status(lines).values()
 
 
 def test_pruning_teachers_join_the_baseline_in_the_pruned_models_teacher(finished, tmp_path,
@@ -412,6 +433,8 @@ def test_unknown_step_is_a_config_error(tmp_path, kwargs):
     {"teacher": "no/such/teacher.keras"},
     {"distill_pruning": True, "pruning_teachers": "no/such/teacher.keras"},
     {"swa_epochs": -1}, {"swa_learning_rate": 0.0},
+    {"distill_pruning": True, "distill_mixup": -0.5},
+    {"distill_mixup": 0.4},  # Mixup without a distillation to mix for.
     {"pruning_teachers": __file__}])  # A teacher for pruning without distill_pruning or distill_qat.
 def test_bad_setting_is_a_config_error_before_any_step(tmp_path, changes):
   with pytest.raises(errors.ConfigError):

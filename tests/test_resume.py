@@ -30,11 +30,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ATOL = 1e-6
 
 
-def _config(data_dir, model_dir, epochs=3, steps=5, teacher=""):
+def _config(data_dir, model_dir, epochs=3, steps=5, teacher="", distill_mixup=0.0):
   return trainer.TrainConfig(
       data_dir=data_dir, model_dir=str(model_dir), model_kwargs={"channels": [4, 8, 8, 16]},
       epochs=epochs, batch_size=32, steps_per_epoch=steps, checkpoint_every_steps=2,
-      warmup_epochs=0.5, teacher=teacher)
+      warmup_epochs=0.5, teacher=teacher, distill_mixup=distill_mixup)
 
 
 def _read_json(path):
@@ -66,19 +66,20 @@ def _leftovers(model_dir):
           + glob.glob(os.path.join(model_dir, "checkpoints", "*_temp*")))
 
 
-@pytest.mark.parametrize("distilled", [False, True])
+@pytest.mark.parametrize("distilled, mixup", [(False, 0.0), (True, 0.0), (True, 1.0)])
 def test_interrupted_in_process_run_resumes_exactly(tiny_data_dir, tmp_path, monkeypatch,
-                                                    distilled):
+                                                    distilled, mixup):
   teacher = ""
-  if distilled:  # Distillation from a (random) two-model ensemble resumes exactly too.
+  if distilled:  # Distillation from a (random) two-model ensemble resumes exactly too,
+    # with mixup (its generator is in the checkpoint) or without.
     teachers = [str(tmp_path / f"teacher{seed}.keras") for seed in (1, 2)]
     for seed, path in zip((1, 2), teachers):
       model_io.save_model(synthetic.tiny_cnn(input_size=32, seed=seed), path)
     teacher = ",".join(teachers)
-  reference = _config(tiny_data_dir, tmp_path / "a", teacher=teacher)
+  reference = _config(tiny_data_dir, tmp_path / "a", teacher=teacher, distill_mixup=mixup)
   history_a = trainer.train(reference, verbose=0)
 
-  config = _config(tiny_data_dir, tmp_path / "b", teacher=teacher)
+  config = _config(tiny_data_dir, tmp_path / "b", teacher=teacher, distill_mixup=mixup)
   record = trainer._StateRecorder.on_train_batch_end  # pylint: disable=protected-access
 
   def interrupt_after_step_7(self, batch, logs=None):

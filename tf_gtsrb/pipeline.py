@@ -61,6 +61,9 @@ class PipelineConfig:
   qat_epochs: int = 3
   qat_learning_rate: float = 1e-4
   distill_qat: bool = False  # QAT also learns from the pruned model's teacher (distillation).
+  # Mixup strength of those distillations (teacher and student see the same mixed images;
+  # distill.Distiller); 0: none.
+  distill_mixup: float = 0.0
   num_calibration_images: int = 500
   threads: int = 1
   latency_rounds: int = 100
@@ -109,6 +112,12 @@ class PipelineConfig:
         raise errors.ConfigError("pruning_teachers teach the pruned model only with "
                                  "distill_pruning or distill_qat set")
       ensemble.teacher_paths(self.pruning_teachers)
+    if self.distill_mixup:
+      if self.distill_mixup < 0:
+        raise errors.ConfigError(f"distill_mixup must be >= 0, got {self.distill_mixup}")
+      if not (self.distill_pruning or self.distill_qat):
+        raise errors.ConfigError("distill_mixup mixes the images of a distillation: set "
+                                 "distill_pruning or distill_qat")
     if self.prune_percentages != "analysis":
       from tf_gtsrb.compression import channel_pruning  # pylint: disable=g-import-not-at-top
       channel_pruning.percentages_from_text(self.prune_percentages)
@@ -175,10 +184,12 @@ class Pipeline:
     from tf_gtsrb.models import ensemble  # pylint: disable=g-import-not-at-top
     c = self.config
     distillation = {"teacher": ensemble.absolute_teacher_paths(c.teacher)} if c.teacher else {}
-    teachers = ({"teachers": ensemble.absolute_teacher_paths(c.pruning_teachers)}
+    teaching = ({"teachers": ensemble.absolute_teacher_paths(c.pruning_teachers)}
                 if c.pruning_teachers else {})
-    pruning_distillation = {"distill": True, **teachers} if c.distill_pruning else {}
-    qat_distillation = {"distill": True, **teachers} if c.distill_qat else {}
+    if c.distill_mixup:
+      teaching["mixup"] = c.distill_mixup
+    pruning_distillation = {"distill": True, **teaching} if c.distill_pruning else {}
+    qat_distillation = {"distill": True, **teaching} if c.distill_qat else {}
     table = {
         "prepare": ({"source": c.source, "archive_dir": c.archive_dir, "size": c.image_size,
                      "balance": c.balance_target, "seed": c.seed,
@@ -306,7 +317,7 @@ class Pipeline:
                                     learning_rate=compile_lib.cosine_decay(
                                         c.prune_learning_rate, c.prune_epochs * steps),
                                     label_smoothing=c.label_smoothing, steps_per_epoch=steps,
-                                    teacher=teacher)
+                                    teacher=teacher, distill_mixup=c.distill_mixup)
     path = os.path.join(self.dirs["prune"], "pruned.keras")
     model_io.save_model(pruned, path)
     record = channel_pruning.describe_pruning(model, pruned, kept, percentages, c.prune_criterion)
@@ -339,7 +350,8 @@ class Pipeline:
                                            learning_rate=compile_lib.cosine_decay(
                                                c.qat_learning_rate, c.qat_epochs * steps),
                                            steps_per_epoch=steps,
-                                           label_smoothing=c.label_smoothing, teacher=teacher)
+                                           label_smoothing=c.label_smoothing, teacher=teacher,
+                                           distill_mixup=c.distill_mixup)
     path = os.path.join(self.dirs["qat"], "qat.keras")
     model_io.save_model(qat_model, path)
     return {"model": path,

@@ -55,7 +55,7 @@ def define_fine_tuning_flags(epochs, learning_rate, what="Fine-tuning"):
 
 
 def define_distillation_flags():
-  """Defines --teacher, --distill_temperature and --distill_alpha."""
+  """Defines --teacher, --distill_temperature, --distill_alpha and --distill_mixup."""
   flags.DEFINE_string("teacher", None, "A float .keras model (e.g. the baseline) to distil from, "
                       "or several comma-separated (their mean prediction teaches); none: learn "
                       "from the labels only.")
@@ -63,10 +63,13 @@ def define_distillation_flags():
                      "loss; default: tf_gtsrb.training.distill.DEFAULT_TEMPERATURE (1).")
   flags.DEFINE_float("distill_alpha", None, "Weight of the label loss (the teacher's gets "
                      "1 - alpha); default: tf_gtsrb.training.distill.DEFAULT_ALPHA (0.1).")
+  flags.DEFINE_float("distill_mixup", None, "Mixup strength a of the distillation: teacher and "
+                     "student see the same images blended with Beta(a, a) weights; default: "
+                     "tf_gtsrb.training.distill.DEFAULT_MIXUP (0, no mixing).")
 
 
 def distillation_flags():
-  """Checks --teacher (when given), --distill_temperature and --distill_alpha."""
+  """Checks --teacher (when given) and the --distill_* settings."""
   if FLAGS.teacher is not None:
     from tf_gtsrb.models import ensemble  # pylint: disable=g-import-not-at-top
     ensemble.teacher_paths(FLAGS.teacher)
@@ -74,6 +77,8 @@ def distillation_flags():
     positive("distill_temperature")
   if FLAGS.distill_alpha is not None and not 0.0 <= FLAGS.distill_alpha <= 1.0:
     raise errors.ConfigError(f"--distill_alpha must be in [0, 1], got {FLAGS.distill_alpha}")
+  if FLAGS.distill_mixup is not None and FLAGS.distill_mixup < 0:
+    raise errors.ConfigError(f"--distill_mixup must be >= 0, got {FLAGS.distill_mixup}")
 
 
 def teacher_record():
@@ -85,8 +90,10 @@ def teacher_record():
 
 
 def distillation_settings():
-  """{'distill_temperature': .., 'distill_alpha': ..} for the flags that are set."""
-  return {name: FLAGS[name].value for name in ("distill_temperature", "distill_alpha")
+  """{'distill_temperature': .., 'distill_alpha': .., 'distill_mixup': ..} for the flags
+  that are set."""
+  return {name: FLAGS[name].value
+          for name in ("distill_temperature", "distill_alpha", "distill_mixup")
           if FLAGS[name].value is not None}
 
 

@@ -74,6 +74,10 @@ flags.DEFINE_float("qat_learning_rate", _DEFAULTS.qat_learning_rate, "QAT learni
 flags.DEFINE_bool("distill_qat", _DEFAULTS.distill_qat,
                   "Quantization-aware training also learns from the pruned model's teacher "
                   "(the baseline, with --pruning_teachers averaged in; temperature 1, alpha 0.1).")
+flags.DEFINE_float("distill_mixup", _DEFAULTS.distill_mixup,
+                   "With --distill_pruning or --distill_qat: mixup strength (Beta(a, a)) of "
+                   "the distillation, teacher and student seeing the same mixed images; "
+                   "0: none.")
 flags.DEFINE_integer("num_calibration_images", _DEFAULTS.num_calibration_images,
                      "Train images used to calibrate the INT8 conversion (count).")
 flags.DEFINE_integer("threads", _DEFAULTS.threads, "CPU threads for the latency benchmark.")

@@ -73,7 +73,7 @@ def quantize_aware(model, preserve_sparsity=False, preserve_clusters=False):
 def qat_fine_tune(model, train_ds, val_ds, epochs, learning_rate=1e-5, preserve_sparsity=None,
                   preserve_clusters=False, steps_per_epoch=None, callbacks=(), verbose=2,
                   teacher=None, distill_temperature=distill.DEFAULT_TEMPERATURE,
-                  distill_alpha=distill.DEFAULT_ALPHA,
+                  distill_alpha=distill.DEFAULT_ALPHA, distill_mixup=distill.DEFAULT_MIXUP,
                   label_smoothing=compile_lib.DEFAULT_LABEL_SMOOTHING):
   """Makes float `model` quantization-aware and fine-tunes it; returns the QAT model.
 
@@ -91,7 +91,8 @@ def qat_fine_tune(model, train_ds, val_ds, epochs, learning_rate=1e-5, preserve_
   compile_lib.fine_tune(qat_model, train_ds, val_ds, epochs, learning_rate, callbacks=callbacks,
                         label_smoothing=label_smoothing, steps_per_epoch=steps_per_epoch,
                         verbose=verbose, teacher=teacher,
-                        distill_temperature=distill_temperature, distill_alpha=distill_alpha)
+                        distill_temperature=distill_temperature, distill_alpha=distill_alpha,
+                        distill_mixup=distill_mixup)
   return qat_model
 
 

@@ -6,8 +6,14 @@ Hinton et al. 2015: loss = alpha * CE(labels, student)
 where `_T` are the probabilities at temperature T. The models here end in a
 softmax, so their log-probabilities stand in for logits: softmax(log p / T) is
 p^(1/T), renormalised, exactly what the logits would give.
+
+With `mixup` > 0 teacher and student see the same mixed batch (Zhang et al. 2018: each
+image blended with another of the batch), so the student matches the teacher between
+training images too ("function matching", Beyer et al. 2022); the label loss takes both
+images' labels in proportion.
 """
 
+import numpy as np
 import tensorflow as tf
 
 from tf_gtsrb import errors
@@ -20,6 +26,7 @@ _EPSILON = 1e-7
 # 0.9 vs 0.0023 per wrong class leaves the true class under 10% at T=4).
 DEFAULT_TEMPERATURE = 1.0
 DEFAULT_ALPHA = 0.1  # Weight of the label loss; the teacher's gets 1 - alpha.
+DEFAULT_MIXUP = 0.0  # Beta(mixup, mixup) draws the blend; 0: no mixing.
 
 
 def _soften(probabilities, temperature):
@@ -35,12 +42,14 @@ class Distiller(keras.Model):
   """
 
   def __init__(self, student, teacher, temperature=DEFAULT_TEMPERATURE, alpha=DEFAULT_ALPHA,
-               **kwargs):
+               mixup=DEFAULT_MIXUP, **kwargs):
     super().__init__(**kwargs)
     if temperature <= 0:
       raise errors.ConfigError(f"distillation temperature must be > 0: {temperature}")
     if not 0.0 <= alpha <= 1.0:
       raise errors.ConfigError(f"distillation alpha must be in [0, 1]: {alpha}")
+    if mixup < 0:
+      raise errors.ConfigError(f"distillation mixup must be >= 0: {mixup}")
     if student.input_shape != teacher.input_shape:
       raise errors.ConfigError(f"student takes input {student.input_shape} but the teacher "
                                f"{teacher.input_shape}")
@@ -54,6 +63,11 @@ class Distiller(keras.Model):
     self.teacher = teacher
     self.temperature = float(temperature)
     self.alpha = float(alpha)
+    self.mixup = float(mixup)
+    # Its own generator (seeded from NumPy, which keras.utils.set_random_seed seeds), so a
+    # checkpoint can hold the mixing sequence and a resumed run mixes as an unbroken one.
+    self.mixup_rng = (tf.random.Generator.from_seed(np.random.randint(2**31 - 1))
+                      if self.mixup else None)
 
   def call(self, inputs, training=False):
     return self.student(inputs, training=training)
@@ -65,13 +79,29 @@ class Distiller(keras.Model):
                                     _soften(student_probabilities, t))
     return tf.reduce_mean(kl) * t * t
 
+  def mix(self, images, labels):
+    """Mixup of a batch: (lam * images + (1 - lam) * shuffled images, shuffled labels, lam),
+    lam drawn from Beta(mixup, mixup) and folded to >= 0.5 so each image stays itself."""
+    seeds = self.mixup_rng.make_seeds(2)
+    draws = tf.random.stateless_gamma([2], seeds[:, 0], alpha=self.mixup)
+    lam = tf.maximum(draws[0], draws[1]) / tf.maximum(tf.reduce_sum(draws), _EPSILON)
+    order = tf.argsort(tf.random.stateless_uniform(tf.shape(images)[:1], seeds[:, 1]))
+    mixed = lam * images + (1 - lam) * tf.gather(images, order)
+    return mixed, tf.gather(labels, order), lam
+
   def train_step(self, data):
     images, labels = data
+    if self.mixup:
+      images, other_labels, lam = self.mix(images, labels)
     teacher_probabilities = self.teacher(images, training=False)
     with tf.GradientTape() as tape:
       student_probabilities = self.student(images, training=True)
-      label_loss = self.compiled_loss(labels, student_probabilities,
-                                      regularization_losses=self.student.losses)
+      label_loss = self.compiled_loss(labels, student_probabilities)
+      if self.mixup:
+        label_loss = lam * label_loss + (1 - lam) * self.compiled_loss(
+            other_labels, student_probabilities)
+      if self.student.losses:
+        label_loss += tf.add_n(self.student.losses)
       loss = (self.alpha * label_loss
               + (1 - self.alpha) * self.distillation_loss(teacher_probabilities,
                                                           student_probabilities))

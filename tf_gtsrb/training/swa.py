@@ -72,8 +72,8 @@ def average_weights(model, train_ds, val_ds, epochs, steps_per_epoch,
   afterwards its first `steps_per_epoch` batches, iterated again, recompute the
   BatchNorm statistics. Returns {"val_accuracy": per-epoch validation accuracy
   of the single-epoch weights, "average_val_accuracy": that of the average}
-  (empty/None without `val_ds`). `distillation` (teacher, distill_temperature,
-  distill_alpha) goes to `compile_lib.fine_tune`.
+  (empty/None without `val_ds`). `distillation` (teacher and the distill_*
+  settings) goes to `compile_lib.fine_tune`.
   """
   if epochs < 1:
     raise errors.ConfigError(f"weight averaging needs >= 1 epoch, got {epochs}")

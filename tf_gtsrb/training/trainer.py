@@ -74,6 +74,7 @@ class TrainConfig:
   teacher: str = ""
   distill_temperature: float = distill.DEFAULT_TEMPERATURE
   distill_alpha: float = distill.DEFAULT_ALPHA
+  distill_mixup: float = distill.DEFAULT_MIXUP
   swa_epochs: int = 0  # Weight-averaging epochs after training; 0: none.
   swa_learning_rate: float = swa.DEFAULT_LEARNING_RATE
 
@@ -136,13 +137,14 @@ def train(config, resume=False, overwrite=False, verbose=1):
     trained = model
     if config.teacher:
       trained = distill.Distiller(model, ensemble.load_teacher(config.teacher),
-                                  config.distill_temperature, config.distill_alpha)
+                                  config.distill_temperature, config.distill_alpha,
+                                  config.distill_mixup)
     compile_lib.compile_model(trained, _learning_rate(config, steps), config.label_smoothing)
     # Keras keeps dropout's generator state out of checkpoints; without it a
     # resumed run would draw different dropout masks than an uninterrupted one.
     checkpoint = tf.train.Checkpoint(
         model=model, optimizer=trained.optimizer,
-        dropout_rng=tf.train.Checkpoint(**_random_generators(model)))
+        dropout_rng=tf.train.Checkpoint(**_random_generators(model, trained)))
     manager = tf.train.CheckpointManager(checkpoint, paths["checkpoints"], max_to_keep=2)
     if resume and state["step"] > 0:
       _restore(checkpoint, manager, state, paths)
@@ -185,7 +187,8 @@ def _average(config, paths, images, labels, val_ds, steps, verbose):
   if config.teacher:
     distillation = {"teacher": ensemble.load_teacher(config.teacher),
                     "distill_temperature": config.distill_temperature,
-                    "distill_alpha": config.distill_alpha}
+                    "distill_alpha": config.distill_alpha,
+                    "distill_mixup": config.distill_mixup}
   record = swa.average_weights(
       model, train_ds, val_ds, config.swa_epochs, steps, config.swa_learning_rate,
       config.label_smoothing, verbose=verbose, **distillation)
@@ -193,9 +196,12 @@ def _average(config, paths, images, labels, val_ds, steps, verbose):
   io_utils.write_json(paths["swa.json"], record)
 
 
-def _random_generators(model):
-  """The tf.random.Generator of each random layer (dropout), by layer name."""
+def _random_generators(model, trained=None):
+  """The tf.random.Generator of each random layer (dropout), by layer name, and that of
+  the distillation's mixup when `trained` (the model that fits) mixes."""
   generators = {}
+  if getattr(trained, "mixup_rng", None) is not None:
+    generators["distill_mixup"] = trained.mixup_rng
   for layer in model.submodules:
     generator = getattr(getattr(layer, "_random_generator", None), "_generator", None)
     if isinstance(generator, tf.random.Generator):
