@@ -289,6 +289,34 @@ def test_weight_averaging_added_to_a_finished_run_averages_without_retraining(fi
     assert "after weight averaging" in f.read()
 
 
+def test_pruned_model_weight_averaging_saves_the_average_taught_like_the_fine_tune(
+    finished, tmp_path, monkeypatch):
+  from tf_gtsrb.training import swa  # pylint: disable=g-import-not-at-top
+  work_dir = _copy(finished, tmp_path)
+  averaged = []
+  average_weights = swa.average_weights
+
+  def recording(model, *args, **kwargs):
+    averaged.append((model, kwargs))
+    return average_weights(model, *args, **kwargs)
+  monkeypatch.setattr(swa, "average_weights", recording)
+  results, lines = _run(_config(work_dir, distill_pruning=True, distill_mixup=0.4,
+                                prune_swa_epochs=1))
+  assert _status(lines) == {**{step: "skipped" for step in STEPS[:3]},
+                            **{step: "ran" for step in STEPS[3:]}}
+  (model, kwargs), = averaged
+  assert kwargs["teacher"] is not None and kwargs["distill_mixup"] == 0.4
+  record = io_utils.read_json(os.path.join(work_dir, "prune", "prune.json"))
+  assert record["swa"]["epochs"] == 1
+  assert results["prune"]["val_accuracy"] == record["swa"]["average_val_accuracy"]
+  saved = model_io.load_model(results["prune"]["model"])
+  for saved_weights, averaged_weights in zip(saved.get_weights(), model.get_weights()):
+    np.testing.assert_array_equal(saved_weights, averaged_weights)
+  with open(results["report"]["report_md"]) as f:
+    assert (f"validation accuracy {100 * record['swa']['average_val_accuracy']:.2f}% after "
+            "weight averaging") in f.read()
+
+
 def test_final_fit_without_validation_split_runs_every_step(tmp_path):
   results, lines = _run(_config(tmp_path / "work", val_fraction=0.0))
   assert _status(lines) == {step: "ran" for step in STEPS}
@@ -433,6 +461,7 @@ def test_unknown_step_is_a_config_error(tmp_path, kwargs):
     {"teacher": "no/such/teacher.keras"},
     {"distill_pruning": True, "pruning_teachers": "no/such/teacher.keras"},
     {"swa_epochs": -1}, {"swa_learning_rate": 0.0},
+    {"prune_swa_epochs": -1}, {"prune_swa_learning_rate": 0.0},
     {"distill_pruning": True, "distill_mixup": -0.5},
     {"distill_mixup": 0.4},  # Mixup without a distillation to mix for.
     {"pruning_teachers": __file__}])  # A teacher for pruning without distill_pruning or distill_qat.

@@ -58,6 +58,9 @@ class PipelineConfig:
   pruning_teachers: str = None
   prune_epochs: int = 10
   prune_learning_rate: float = 5e-4
+  # Weight-averaging epochs after the pruned model's fine-tune (same loss and teacher); 0: none.
+  prune_swa_epochs: int = 0
+  prune_swa_learning_rate: float = 2.5e-4
   qat_epochs: int = 3
   qat_learning_rate: float = 1e-4
   distill_qat: bool = False  # QAT also learns from the pruned model's teacher (distillation).
@@ -82,11 +85,12 @@ class PipelineConfig:
                  "num_calibration_images", "threads", "latency_rounds"):
       if getattr(self, name) < 1:
         raise errors.ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-    for name in ("balance_target", "steps_per_epoch", "max_params", "swa_epochs"):
+    for name in ("balance_target", "steps_per_epoch", "max_params", "swa_epochs",
+                 "prune_swa_epochs"):
       if getattr(self, name) < 0:
         raise errors.ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
     for name in ("learning_rate", "swa_learning_rate", "prune_learning_rate",
-                 "qat_learning_rate"):
+                 "prune_swa_learning_rate", "qat_learning_rate"):
       if getattr(self, name) <= 0:
         raise errors.ConfigError(f"{name} must be positive, got {getattr(self, name)}")
     if not 0.0 <= self.max_macs_percent <= 100.0:
@@ -205,7 +209,9 @@ class Pipeline:
         "prune": ({"percent": c.prune_percentages, "max_params": c.max_params,
                    "max_macs_percent": c.max_macs_percent, "criterion": c.prune_criterion,
                    "epochs": c.prune_epochs, "lr": c.prune_learning_rate,
-                   **pruning_distillation}, ["analyze"]),
+                   **pruning_distillation,
+                   **({"swa": [c.prune_swa_epochs, c.prune_swa_learning_rate]}
+                      if c.prune_swa_epochs else {})}, ["analyze"]),
         "qat": ({"epochs": c.qat_epochs, "lr": c.qat_learning_rate, "ls": c.label_smoothing,
                  **qat_distillation}, ["prune"]),
         "convert": ({"calibration": c.num_calibration_images}, ["train", "qat"]),
@@ -300,6 +306,7 @@ class Pipeline:
     from tf_gtsrb.models import io as model_io
     from tf_gtsrb.models import traffic_sign_cnn
     from tf_gtsrb.training import compile as compile_lib
+    from tf_gtsrb.training import swa
     c = self.config
     model = model_io.load_model(results["train"]["model"])
     percentages = (results["analyze"]["recommended_percentages"]
@@ -318,10 +325,15 @@ class Pipeline:
                                         c.prune_learning_rate, c.prune_epochs * steps),
                                     label_smoothing=c.label_smoothing, steps_per_epoch=steps,
                                     teacher=teacher, distill_mixup=c.distill_mixup)
-    path = os.path.join(self.dirs["prune"], "pruned.keras")
-    model_io.save_model(pruned, path)
     record = channel_pruning.describe_pruning(model, pruned, kept, percentages, c.prune_criterion)
     record["val_accuracy"] = _last(history.history)
+    if c.prune_swa_epochs:
+      record["swa"] = swa.average_weights(
+          pruned, train_ds, val_ds, c.prune_swa_epochs, steps, c.prune_swa_learning_rate,
+          label_smoothing=c.label_smoothing, teacher=teacher, distill_mixup=c.distill_mixup)
+      record["val_accuracy"] = record["swa"]["average_val_accuracy"]
+    path = os.path.join(self.dirs["prune"], "pruned.keras")
+    model_io.save_model(pruned, path)
     io_utils.write_json(os.path.join(self.dirs["prune"], "prune.json"), record)
     return {"model": path, "channels": record.get("channels_after"),
             "val_accuracy": record["val_accuracy"]}

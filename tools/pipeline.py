@@ -69,6 +69,12 @@ flags.DEFINE_string("pruning_teachers", _DEFAULTS.pruning_teachers,
 flags.DEFINE_integer("prune_epochs", _DEFAULTS.prune_epochs, "Fine-tuning epochs after pruning.")
 flags.DEFINE_float("prune_learning_rate", _DEFAULTS.prune_learning_rate,
                    "Fine-tuning learning rate after pruning.")
+flags.DEFINE_integer("prune_swa_epochs", _DEFAULTS.prune_swa_epochs,
+                     "Stochastic weight averaging of the pruned model: this many epochs after its "
+                     "fine-tune at --prune_swa_learning_rate (same loss, teacher and mixup), "
+                     "their weights averaged into the model QAT starts from; 0: none.")
+flags.DEFINE_float("prune_swa_learning_rate", _DEFAULTS.prune_swa_learning_rate,
+                   "Constant learning rate of the pruned model's weight-averaging epochs.")
 flags.DEFINE_integer("qat_epochs", _DEFAULTS.qat_epochs, "Quantization-aware training epochs.")
 flags.DEFINE_float("qat_learning_rate", _DEFAULTS.qat_learning_rate, "QAT learning rate.")
 flags.DEFINE_bool("distill_qat", _DEFAULTS.distill_qat,

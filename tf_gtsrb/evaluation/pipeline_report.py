@@ -73,7 +73,9 @@ def write_pipeline_report(results, config, output_dir):
          if "average_val_accuracy" in results["train"] else "") + ". "
       f"Pruned channels {prune['channels_before']} -> {prune['channels_after']} "
       f"({prune['criterion']}), params {prune['params_before']:,} -> "
-      f"{prune['params_after']:,}, MACs {prune['macs_before']:,} -> {prune['macs_after']:,}.  ",
+      f"{prune['params_after']:,}, MACs {prune['macs_before']:,} -> {prune['macs_after']:,}; "
+      f"validation accuracy {_percent(results['prune']['val_accuracy'])}"
+      + (" after weight averaging" if "swa" in prune else "") + ".  ",
       f"QAT validation accuracy (float simulation): {_percent(results['qat']['val_accuracy'])}.",
       "",
       bench_md.replace("# GTSRB test benchmark", "## Official test set").strip(), "",
