@@ -242,7 +242,8 @@ def test_prune_tool_end_to_end(tmp_path, tiny_data_dir):
   done = tool_runner.run_tool(
       "prune_channels", f"--model={model_path}", f"--data_dir={tiny_data_dir}",
       f"--output_dir={out}", f"--analysis={analysis_path}", "--criterion=bn_gamma", "--epochs=1",
-      "--steps_per_epoch=2", "--batch_size=16", "--verbose=0", f"--teacher={model_path}")
+      "--steps_per_epoch=2", "--batch_size=16", "--verbose=0", f"--teacher={model_path}",
+      "--swa_epochs=2")
   assert done.returncode == 0, done.stderr[-3000:]
   assert "| conv2 | 8 | 4 | 50.0 |" in done.stdout
   assert {"pruned.keras", "prune_config.json", "evaluation.json", "evaluation.md"} <= set(
@@ -256,6 +257,8 @@ def test_prune_tool_end_to_end(tmp_path, tiny_data_dir):
   assert config["criterion"] == "bn_gamma"
   assert config["params_after"] < config["params_before"]
   assert config["fine_tune"]["teacher"] == [os.path.abspath(model_path)]
+  assert len(config["swa"]["val_accuracy"]) == 2
+  assert config["validation_accuracy"] == pytest.approx(config["swa"]["average_val_accuracy"])
   with open(out / "evaluation.json") as f:
     assert json.load(f)["split"] == "validation"
 
@@ -269,6 +272,9 @@ def test_prune_tool_end_to_end(tmp_path, tiny_data_dir):
     (["--percent=10", "--distill_alpha=2"], "--distill_alpha must be in [0, 1]"),
     (["--percent=10", "--distill_temperature=0"], "--distill_temperature must be > 0"),
     (["--percent=10", "--distill_mixup=-1"], "--distill_mixup must be >= 0"),
+    (["--percent=10", "--swa_epochs=-1"], "--swa_epochs must be >= 0"),
+    (["--percent=10", "--swa_learning_rate=0"], "--swa_learning_rate must be > 0"),
+    (["--percent=10", "--epochs=0", "--swa_epochs=2"], "set --epochs >= 1"),
 ])
 def test_prune_tool_rejects_bad_flags(tmp_path, args, message):
   tool_runner.assert_rejects_flags("prune_channels", tmp_path, args, message)

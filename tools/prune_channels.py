@@ -1,7 +1,8 @@
 """Removes conv channels from a trained TrafficSignCNN, fine-tunes the thinner model, scores it.
 
 Prune either a fixed percentage of every conv layer (--percent) or the
-per-layer percentages recommended by gtsrb-analyze (--analysis). Writes
+per-layer percentages recommended by gtsrb-analyze (--analysis); --swa_epochs
+weight-averages the fine-tuned model (tf_gtsrb.training.swa). Writes
 pruned.keras, prune_config.json (kept channel indices) and the validation
 evaluation (evaluation.json/.md, confusion_matrix.png) into --output_dir.
 
@@ -31,6 +32,11 @@ flags.DEFINE_enum("criterion", "l1", ["l1", "bn_gamma"],
                   "Which filters to keep: largest filter L1 norm or largest |BN gamma|.")
 common.define_fine_tuning_flags(epochs=5, learning_rate=1e-4)
 common.define_distillation_flags()
+flags.DEFINE_integer("swa_epochs", 0, "Stochastic weight averaging after the fine-tune: this many "
+                     "more epochs at --swa_learning_rate (same loss and teacher), their weights "
+                     "averaged into pruned.keras; 0: none.")
+flags.DEFINE_float("swa_learning_rate", 2.5e-4,
+                   "Constant learning rate of the weight-averaging epochs.")
 
 
 def _check_flags():
@@ -40,6 +46,10 @@ def _check_flags():
   common.percent("percent")
   common.fine_tune_flags(min_epochs=0)
   common.distillation_flags()
+  common.at_least("swa_epochs", 0)
+  common.positive("swa_learning_rate")
+  if FLAGS.swa_epochs and not FLAGS.epochs:
+    raise errors.ConfigError("--swa_epochs averages the fine-tune's epochs: set --epochs >= 1")
   common.existing_file("model")
   common.existing_dir("data_dir")
   if FLAGS.analysis is not None:
@@ -56,6 +66,7 @@ def main():
   from tf_gtsrb.evaluation import evaluate  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.models import io as model_io  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.training import compile as compile_lib  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.training import swa  # pylint: disable=g-import-not-at-top
 
   model_path, data_dir, output_dir = FLAGS.model, FLAGS.data_dir, FLAGS.output_dir
   if FLAGS.analysis is not None:
@@ -75,11 +86,15 @@ def main():
   if FLAGS.epochs > 0:
     steps = FLAGS.steps_per_epoch or input_pipeline.steps_per_epoch(
         input_pipeline.split_size(data_dir, "train"), batch_size)
-    compile_lib.fine_tune(
-        pruned, input_pipeline.train_dataset(data_dir, batch_size, seed=FLAGS.seed),
-        input_pipeline.eval_dataset(data_dir, "validation", batch_size), FLAGS.epochs,
-        learning_rate=FLAGS.learning_rate, steps_per_epoch=steps, verbose=FLAGS.verbose,
-        **distillation)
+    train_ds = input_pipeline.train_dataset(data_dir, batch_size, seed=FLAGS.seed)
+    val_ds = input_pipeline.eval_dataset(data_dir, "validation", batch_size)
+    compile_lib.fine_tune(pruned, train_ds, val_ds, FLAGS.epochs,
+                          learning_rate=FLAGS.learning_rate, steps_per_epoch=steps,
+                          verbose=FLAGS.verbose, **distillation)
+    if FLAGS.swa_epochs:
+      config["swa"] = swa.average_weights(pruned, train_ds, val_ds, FLAGS.swa_epochs, steps,
+                                          FLAGS.swa_learning_rate, verbose=FLAGS.verbose,
+                                          **distillation)
     result = evaluate.evaluate_keras_model(pruned, data_dir, "validation", batch_size)
   config["fine_tune"] = {"epochs": FLAGS.epochs, "learning_rate": FLAGS.learning_rate,
                          "batch_size": batch_size, "steps_per_epoch": steps, "seed": FLAGS.seed,
@@ -104,7 +119,8 @@ def main():
         f"MACs {config['macs_before'] / 1e6:.2f}M -> {config['macs_after'] / 1e6:.2f}M")
   print(f"validation accuracy {100 * config['validation_accuracy_before_fine_tune']:.2f}% "
         f"after pruning, {100 * config['validation_accuracy']:.2f}% after "
-        f"{FLAGS.epochs} fine-tuning epoch(s)")
+        f"{FLAGS.epochs} fine-tuning epoch(s)"
+        + (f" and weight averaging over {FLAGS.swa_epochs} more" if FLAGS.swa_epochs else ""))
   for path in (pruned_path, config_path, paths["json"], paths["markdown"], paths["png"]):
     print(f"wrote {path}")
 
