@@ -9,6 +9,7 @@ import tensorflow as tf
 from tf_gtsrb import errors
 from tf_gtsrb.data import input_pipeline
 from tf_gtsrb.keras import keras
+from tf_gtsrb.training import distill
 from tf_gtsrb.training import swa
 import synthetic
 
@@ -53,6 +54,41 @@ def test_recompute_batch_norm_gives_the_mean_of_batch_statistics():
   np.testing.assert_allclose(bn.moving_variance.numpy(),
                              np.mean([b.var(axis=0) for b in batches], axis=0), rtol=5e-3)
   assert bn.momentum == 0.9  # Restored.
+
+
+def test_recompute_batch_norm_with_mixup_takes_the_mixed_batches_statistics():
+  rng = np.random.default_rng(0)
+  images = rng.normal(loc=2.0, scale=3.0, size=(4 * 256, 3)).astype(np.float32)
+  dataset = tf.data.Dataset.from_tensor_slices((images, np.arange(4 * 256))).batch(256)
+  clean, mixed = _batch_norm_model(), _batch_norm_model()
+  swa.recompute_batch_norm(clean, dataset, steps=4)
+  swa.recompute_batch_norm(mixed, dataset, steps=4, mixup=1.0, seed=3)
+  generator = tf.random.Generator.from_seed(3)
+  expected = [distill.mix(x, y, 1.0, generator)[0].numpy() for x, y in dataset]
+  bn, clean_bn = mixed.get_layer("bn"), clean.get_layer("bn")
+  np.testing.assert_allclose(bn.moving_mean.numpy(),
+                             np.mean([b.mean(axis=0) for b in expected], axis=0), rtol=1e-4)
+  np.testing.assert_allclose(bn.moving_variance.numpy(),
+                             np.mean([b.var(axis=0) for b in expected], axis=0), rtol=5e-3)
+  # A blend of two images varies less than either: mixed statistics are not clean ones.
+  assert np.all(bn.moving_variance.numpy() < 0.9 * clean_bn.moving_variance.numpy())
+
+
+@pytest.mark.parametrize("teacher, distill_mixup, mixup", [
+    (True, 0.5, 0.5), (True, 0.0, 0.0), (False, None, 0.0)])
+def test_average_weights_recomputes_batch_norm_as_the_fine_tune_mixed(
+    tiny_data_dir, monkeypatch, teacher, distill_mixup, mixup):
+  calls = []
+  monkeypatch.setattr(swa, "recompute_batch_norm",
+                      lambda model, batches, steps, mixup=0.0: calls.append(mixup))
+  distillation = {}
+  if teacher:
+    distillation = {"distill_mixup": distill_mixup, "teacher": synthetic.tiny_cnn(
+        input_size=32, channels=(4, 4, 8, 8), seed=1)}
+  swa.average_weights(synthetic.tiny_cnn(input_size=32),
+                      input_pipeline.train_dataset(tiny_data_dir, 32), None, epochs=1,
+                      steps_per_epoch=2, verbose=0, **distillation)
+  assert calls == [mixup]
 
 
 def test_average_weights_records_and_changes_the_model(tiny_data_dir):

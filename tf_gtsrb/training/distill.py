@@ -34,6 +34,20 @@ def _soften(probabilities, temperature):
   return tf.nn.softmax(log_p / temperature)
 
 
+def mix(images, labels, mixup, rng):
+  """Mixup of a batch: (lam * images + (1 - lam) * shuffled images, shuffled labels, lam),
+  lam drawn from Beta(mixup, mixup) and folded to >= 0.5 so each image stays itself.
+
+  `rng` is the `tf.random.Generator` the draws come from.
+  """
+  seeds = rng.make_seeds(2)
+  draws = tf.random.stateless_gamma([2], seeds[:, 0], alpha=mixup)
+  lam = tf.maximum(draws[0], draws[1]) / tf.maximum(tf.reduce_sum(draws), _EPSILON)
+  order = tf.argsort(tf.random.stateless_uniform(tf.shape(images)[:1], seeds[:, 1]))
+  mixed = lam * images + (1 - lam) * tf.gather(images, order)
+  return mixed, tf.gather(labels, order), lam
+
+
 class Distiller(keras.Model):
   """Trains `student` against `teacher` (frozen); evaluates and predicts with the student.
 
@@ -80,14 +94,8 @@ class Distiller(keras.Model):
     return tf.reduce_mean(kl) * t * t
 
   def mix(self, images, labels):
-    """Mixup of a batch: (lam * images + (1 - lam) * shuffled images, shuffled labels, lam),
-    lam drawn from Beta(mixup, mixup) and folded to >= 0.5 so each image stays itself."""
-    seeds = self.mixup_rng.make_seeds(2)
-    draws = tf.random.stateless_gamma([2], seeds[:, 0], alpha=self.mixup)
-    lam = tf.maximum(draws[0], draws[1]) / tf.maximum(tf.reduce_sum(draws), _EPSILON)
-    order = tf.argsort(tf.random.stateless_uniform(tf.shape(images)[:1], seeds[:, 1]))
-    mixed = lam * images + (1 - lam) * tf.gather(images, order)
-    return mixed, tf.gather(labels, order), lam
+    """`mix` with this distillation's strength and generator."""
+    return mix(images, labels, self.mixup, self.mixup_rng)
 
   def train_step(self, data):
     images, labels = data

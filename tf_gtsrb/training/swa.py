@@ -4,12 +4,16 @@ A short fine-tune at a constant learning rate, with the usual augmentation and
 loss, whose weights are averaged over its epoch ends; the average sits nearer
 the middle of the flat region the single-epoch weights wander around in. Its
 BatchNorm statistics belong to none of the averaged weights, so they are
-recomputed on training batches afterwards (`recompute_batch_norm`).
+recomputed on training batches afterwards (`recompute_batch_norm`), mixed as the
+fine-tune mixed them when it learnt by mixup distillation.
 """
+
+import tensorflow as tf
 
 from tf_gtsrb import errors
 from tf_gtsrb.keras import keras
 from tf_gtsrb.training import compile as compile_lib
+from tf_gtsrb.training import distill
 
 DEFAULT_LEARNING_RATE = 5e-4
 
@@ -41,21 +45,27 @@ class EpochAverage(keras.callbacks.Callback):
     return self._mean
 
 
-def recompute_batch_norm(model, batches, steps):
+def recompute_batch_norm(model, batches, steps, mixup=0.0, seed=0):
   """Sets every BatchNorm's moving mean and variance to their mean over `steps` batches.
 
   `batches` yields (images, labels); the model runs in training mode on each
   (forward only; no weight changes). Other layers' state is left as it was.
+  With `mixup` > 0 each batch is first mixed as a distillation with that mixup
+  mixes it (`distill.mix`, draws seeded by `seed`): a model trained on mixed
+  images has learnt with their statistics, which are not those of clean images.
   """
   layers = [layer for layer in model.submodules
             if isinstance(layer, keras.layers.BatchNormalization)]
   if not layers:
     return
+  rng = tf.random.Generator.from_seed(seed) if mixup else None
   momenta = [layer.momentum for layer in layers]
   try:
-    for k, (images, _) in enumerate(batches.take(steps), start=1):
+    for k, (images, labels) in enumerate(batches.take(steps), start=1):
       for layer in layers:
         layer.momentum = 1.0 - 1.0 / k  # Batch k gets weight 1/k: a cumulative mean.
+      if mixup:
+        images = distill.mix(images, labels, mixup, rng)[0]
       model(images, training=True)
   finally:
     for layer, momentum in zip(layers, momenta):
@@ -69,8 +79,8 @@ def average_weights(model, train_ds, val_ds, epochs, steps_per_epoch,
   """Fine-tunes `model` in place for `epochs` and leaves it holding their average.
 
   `train_ds` is an endless training dataset (`input_pipeline.train_dataset`);
-  afterwards its first `steps_per_epoch` batches, iterated again, recompute the
-  BatchNorm statistics. Returns {"val_accuracy": per-epoch validation accuracy
+  afterwards its first `steps_per_epoch` batches, iterated again (and mixed, when
+  the distillation mixes), recompute the BatchNorm statistics. Returns {"val_accuracy": per-epoch validation accuracy
   of the single-epoch weights, "average_val_accuracy": that of the average}
   (empty/None without `val_ds`). `distillation` (teacher and the distill_*
   settings) goes to `compile_lib.fine_tune`.
@@ -82,7 +92,9 @@ def average_weights(model, train_ds, val_ds, epochs, steps_per_epoch,
       model, train_ds, val_ds, epochs, learning_rate, label_smoothing=label_smoothing,
       callbacks=[averager], steps_per_epoch=steps_per_epoch, verbose=verbose, **distillation)
   model.set_weights(averager.average())
-  recompute_batch_norm(model, train_ds, steps_per_epoch)
+  mixup = (distillation.get("distill_mixup") or 0.0
+           if distillation.get("teacher") is not None else 0.0)
+  recompute_batch_norm(model, train_ds, steps_per_epoch, mixup)
   record = {"epochs": epochs, "learning_rate": learning_rate,
             "val_accuracy": [float(a) for a in history.history.get("val_accuracy", [])],
             "average_val_accuracy": None}
