@@ -80,8 +80,9 @@ def average_weights(model, train_ds, val_ds, epochs, steps_per_epoch,
 
   `train_ds` is an endless training dataset (`input_pipeline.train_dataset`);
   afterwards its first `steps_per_epoch` batches, iterated again (and mixed, when
-  the distillation mixes), recompute the BatchNorm statistics. Returns {"val_accuracy": per-epoch validation accuracy
-  of the single-epoch weights, "average_val_accuracy": that of the average}
+  the distillation mixes), recompute the BatchNorm statistics. Returns
+  {"val_accuracy": per-epoch validation accuracy of the single-epoch weights,
+  "average_val_accuracy": that of the average}
   (empty/None without `val_ds`). `distillation` (teacher and the distill_*
   settings) goes to `compile_lib.fine_tune`.
   """
@@ -92,8 +93,8 @@ def average_weights(model, train_ds, val_ds, epochs, steps_per_epoch,
       model, train_ds, val_ds, epochs, learning_rate, label_smoothing=label_smoothing,
       callbacks=[averager], steps_per_epoch=steps_per_epoch, verbose=verbose, **distillation)
   model.set_weights(averager.average())
-  mixup = (distillation.get("distill_mixup") or 0.0
-           if distillation.get("teacher") is not None else 0.0)
+  distilled = distillation.get("teacher") is not None
+  mixup = (distillation.get("distill_mixup") or 0.0) if distilled else 0.0
   recompute_batch_norm(model, train_ds, steps_per_epoch, mixup)
   record = {"epochs": epochs, "learning_rate": learning_rate,
             "val_accuracy": [float(a) for a in history.history.get("val_accuracy", [])],
