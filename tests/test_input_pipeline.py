@@ -222,6 +222,16 @@ def test_find_dataset_dir_with_two_datasets(tmp_path):
   assert input_pipeline.find_dataset_dir(str(tmp_path / "a")) == str(tmp_path / "a" / "1.0.0")
 
 
+def test_joined_splits_are_the_first_split_followed_by_the_second(tiny_data_dir):
+  train_images, train_labels = input_pipeline.load_arrays(tiny_data_dir, "train")
+  val_images, val_labels = input_pipeline.load_arrays(tiny_data_dir, "validation")
+  images, labels = input_pipeline.load_arrays(tiny_data_dir, "train+validation")
+  np.testing.assert_array_equal(images, np.concatenate([train_images, val_images]))
+  np.testing.assert_array_equal(labels, np.concatenate([train_labels, val_labels]))
+  assert input_pipeline.has_split(tiny_data_dir, "train+validation")
+  assert input_pipeline.split_size(tiny_data_dir, "train+validation") == len(labels)
+
+
 def test_prepared_dataset_readers(tiny_data_dir):
   root = tiny_data_dir.split(os.sep + "gtsrb" + os.sep)[0]
   assert input_pipeline.find_dataset_dir(root) == tiny_data_dir
@@ -235,5 +245,8 @@ def test_prepared_dataset_readers(tiny_data_dir):
   assert x.shape == (16, 32, 32, 3) and y.dtype == tf.int64
   with pytest.raises(errors.DataError, match="no split 'frame_test'"):
     input_pipeline.load_split(tiny_data_dir, "frame_test")
+  with pytest.raises(errors.DataError, match="no split 'frame_test'"):
+    input_pipeline.load_split(tiny_data_dir, "train+frame_test")
+  assert not input_pipeline.has_split(tiny_data_dir, "train+frame_test")
   counts = collections.Counter(labels.tolist())
   assert sum(counts.values()) == 10

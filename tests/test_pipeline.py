@@ -331,6 +331,35 @@ def test_final_fit_without_validation_split_runs_every_step(tmp_path):
     assert not tflite.integer_problems(f.read())
 
 
+def test_fine_tune_on_validation_trains_the_compressed_models_on_both_splits(
+    finished, tmp_path, monkeypatch):
+  from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.training import compile as compile_lib  # pylint: disable=g-import-not-at-top
+  work_dir = _copy(finished, tmp_path)
+  splits, validations = [], []
+  train_dataset, fine_tune = input_pipeline.train_dataset, compile_lib.fine_tune
+
+  def recording_dataset(data_dir, batch_size, **kwargs):
+    splits.append(kwargs.get("split"))
+    return train_dataset(data_dir, batch_size, **kwargs)
+
+  def recording_fine_tune(model, train_ds, val_ds, *args, **kwargs):
+    validations.append(val_ds)
+    return fine_tune(model, train_ds, val_ds, *args, **kwargs)
+  monkeypatch.setattr(input_pipeline, "train_dataset", recording_dataset)
+  monkeypatch.setattr(compile_lib, "fine_tune", recording_fine_tune)
+  results, lines = _run(_config(work_dir, fine_tune_on_validation=True))
+  assert _status(lines) == {**{step: "skipped" for step in STEPS[:3]},
+                            **{step: "ran" for step in STEPS[3:]}}
+  assert splits == ["train+validation"] * 2  # Pruning fine-tune, then QAT.
+  assert validations and all(v is None for v in validations)
+  assert results["prune"]["val_accuracy"] is None and results["qat"]["val_accuracy"] is None
+  with open(results["report"]["report_md"]) as f:
+    report = f.read()
+  assert report.count("n/a (fine-tuned on the validation tracks too") == 2
+  assert "n/a (no validation split" not in report  # The baseline's is measured.
+
+
 def test_forced_step_reruns_the_steps_after_it(finished, tmp_path, monkeypatch):
   work_dir = _copy(finished, tmp_path)
   outputs = io_utils.read_json(_marker(work_dir, "benchmark"))["outputs"]
@@ -462,6 +491,7 @@ def test_unknown_step_is_a_config_error(tmp_path, kwargs):
     {"distill_pruning": True, "pruning_teachers": "no/such/teacher.keras"},
     {"swa_epochs": -1}, {"swa_learning_rate": 0.0},
     {"prune_swa_epochs": -1}, {"prune_swa_learning_rate": 0.0},
+    {"val_fraction": 0.0, "fine_tune_on_validation": True},
     {"distill_pruning": True, "distill_mixup": -0.5},
     {"distill_mixup": 0.4},  # Mixup without a distillation to mix for.
     {"pruning_teachers": __file__}])  # A teacher for pruning without distill_pruning or distill_qat.

@@ -61,6 +61,9 @@ class PipelineConfig:
   # Weight-averaging epochs after the pruned model's fine-tune (same loss and teacher); 0: none.
   prune_swa_epochs: int = 0
   prune_swa_learning_rate: float = 2.5e-4
+  # The pruning and QAT fine-tunes also train on the validation split's images: the final
+  # fit of settings chosen on validation (their validation accuracies are then n/a).
+  fine_tune_on_validation: bool = False
   qat_epochs: int = 3
   qat_learning_rate: float = 1e-4
   distill_qat: bool = False  # QAT also learns from the pruned model's teacher (distillation).
@@ -122,6 +125,9 @@ class PipelineConfig:
       if not (self.distill_pruning or self.distill_qat):
         raise errors.ConfigError("distill_mixup mixes the images of a distillation: set "
                                  "distill_pruning or distill_qat")
+    if self.fine_tune_on_validation and self.val_fraction == 0:
+      raise errors.ConfigError("fine_tune_on_validation needs a validation split to train "
+                               "on: val_fraction is 0")
     if self.prune_percentages != "analysis":
       from tf_gtsrb.compression import channel_pruning  # pylint: disable=g-import-not-at-top
       channel_pruning.percentages_from_text(self.prune_percentages)
@@ -194,6 +200,8 @@ class Pipeline:
       teaching["mixup"] = c.distill_mixup
     pruning_distillation = {"distill": True, **teaching} if c.distill_pruning else {}
     qat_distillation = {"distill": True, **teaching} if c.distill_qat else {}
+    if c.fine_tune_on_validation:
+      pruning_distillation["split"] = qat_distillation["split"] = self._fine_tune_split()
     table = {
         "prepare": ({"source": c.source, "archive_dir": c.archive_dir, "size": c.image_size,
                      "balance": c.balance_target, "seed": c.seed,
@@ -288,15 +296,23 @@ class Pipeline:
     return {"recommended_percentages": recommended,
             "analysis": os.path.join(self.dirs["analyze"], "analysis.json")}
 
+  def _fine_tune_split(self):
+    """The split the pruning and QAT fine-tunes train on."""
+    return "train+validation" if self.config.fine_tune_on_validation else "train"
+
   def _datasets(self, results):
+    """(training batches, validation batches or None, steps per epoch) of the fine-tunes."""
     from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
     c = self.config
     data_dir = results["prepare"]["dataset_dir"]
+    split = self._fine_tune_split()
     steps = c.steps_per_epoch or input_pipeline.steps_per_epoch(
-        input_pipeline.split_size(data_dir, "train"), c.batch_size)
-    train_ds = input_pipeline.train_dataset(data_dir, c.batch_size, seed=c.seed)
+        input_pipeline.split_size(data_dir, split), c.batch_size)
+    train_ds = input_pipeline.train_dataset(data_dir, c.batch_size, seed=c.seed, split=split)
+    validate = (not c.fine_tune_on_validation
+                and input_pipeline.has_split(data_dir, "validation"))
     val_ds = (input_pipeline.eval_dataset(data_dir, "validation", c.batch_size)
-              if input_pipeline.has_split(data_dir, "validation") else None)
+              if validate else None)
     return train_ds, val_ds, steps
 
   def _prune(self, results):

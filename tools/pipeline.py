@@ -75,6 +75,10 @@ flags.DEFINE_integer("prune_swa_epochs", _DEFAULTS.prune_swa_epochs,
                      "their weights averaged into the model QAT starts from; 0: none.")
 flags.DEFINE_float("prune_swa_learning_rate", _DEFAULTS.prune_swa_learning_rate,
                    "Constant learning rate of the pruned model's weight-averaging epochs.")
+flags.DEFINE_bool("fine_tune_on_validation", _DEFAULTS.fine_tune_on_validation,
+                  "The pruning and QAT fine-tunes also train on the validation split's images "
+                  "(a final fit, once the settings were chosen on validation); their "
+                  "validation accuracies are then not reported.")
 flags.DEFINE_integer("qat_epochs", _DEFAULTS.qat_epochs, "Quantization-aware training epochs.")
 flags.DEFINE_float("qat_learning_rate", _DEFAULTS.qat_learning_rate, "QAT learning rate.")
 flags.DEFINE_bool("distill_qat", _DEFAULTS.distill_qat,

@@ -6,6 +6,7 @@ is augmented with randomness seeded by (seed, k). A run resumed at step k
 therefore sees exactly the batches an uninterrupted run would have.
 """
 
+import functools
 import glob
 import os
 
@@ -41,22 +42,30 @@ def _builder(data_dir):
 
 def has_split(data_dir, split):
   """Whether the prepared dataset has `split` (one built with val_fraction 0 has no
-  validation split)."""
-  return split in _builder(data_dir).info.splits
+  validation split); 'train+validation' asks for both."""
+  return all(name in _builder(data_dir).info.splits for name in split.split("+"))
 
 
 def load_split(data_dir, split):
-  """Returns the examples of `split` as a tf.data.Dataset of feature dicts, in file order."""
+  """Returns the examples of `split` as a tf.data.Dataset of feature dicts, in file order.
+
+  `split` is a split name or several joined by '+': 'train+validation' is the
+  training examples followed by the validation examples.
+  """
   builder = _builder(data_dir)
-  if split not in builder.info.splits:
-    raise errors.DataError(
-        f"{data_dir}: dataset has no split {split!r}; it has {', '.join(builder.info.splits)}")
-  return builder.as_dataset(split=split, shuffle_files=False)
+  names = split.split("+")
+  for name in names:
+    if name not in builder.info.splits:
+      raise errors.DataError(f"{data_dir}: dataset has no split {name!r}; it has "
+                             f"{', '.join(builder.info.splits)}")
+  datasets = [builder.as_dataset(split=name, shuffle_files=False) for name in names]
+  return functools.reduce(tf.data.Dataset.concatenate, datasets)
 
 
 def split_size(data_dir, split):
-  """Number of examples in `split`."""
-  return _builder(data_dir).info.splits[split].num_examples
+  """Number of examples in `split` (names joined by '+' count together)."""
+  splits = _builder(data_dir).info.splits
+  return sum(splits[name].num_examples for name in split.split("+"))
 
 
 def image_size(data_dir):

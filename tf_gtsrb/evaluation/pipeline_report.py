@@ -62,6 +62,8 @@ def write_pipeline_report(results, config, output_dir):
   prune = io_utils.read_json(os.path.join(os.path.dirname(results["prune"]["model"]),
                                           "prune.json"))
   checks = target_checks(benchmark)
+  why_missing = (_TRAINED_ON_VALIDATION if config.fine_tune_on_validation
+                 else _NO_VALIDATION_SPLIT)  # For the fine-tuned models' validation accuracy.
   splits = results["prepare"]["splits"]
   lines = [
       "# tf_gtsrb pipeline report", "",
@@ -74,9 +76,10 @@ def write_pipeline_report(results, config, output_dir):
       f"Pruned channels {prune['channels_before']} -> {prune['channels_after']} "
       f"({prune['criterion']}), params {prune['params_before']:,} -> "
       f"{prune['params_after']:,}, MACs {prune['macs_before']:,} -> {prune['macs_after']:,}; "
-      f"validation accuracy {_percent(results['prune']['val_accuracy'])}"
+      f"validation accuracy {_percent(results['prune']['val_accuracy'], why_missing)}"
       + (" after weight averaging" if "swa" in prune else "") + ".  ",
-      f"QAT validation accuracy (float simulation): {_percent(results['qat']['val_accuracy'])}.",
+      "QAT validation accuracy (float simulation): "
+      f"{_percent(results['qat']['val_accuracy'], why_missing)}.",
       "",
       bench_md.replace("# GTSRB test benchmark", "## Official test set").strip(), "",
       "## Targets", "", "| Target | Measured | Met |", "|---|---:|:---:|",
@@ -99,7 +102,10 @@ def _read_text(path):
     return f.read()
 
 
-def _percent(accuracy):
-  """An accuracy as '99.12%', or a note when there was no validation split to measure it."""
-  return "n/a (no validation split: final fit on every track)" if accuracy is None else (
-      f"{100 * accuracy:.2f}%")
+_NO_VALIDATION_SPLIT = "(no validation split: final fit on every track)"
+_TRAINED_ON_VALIDATION = "(fine-tuned on the validation tracks too: final fit)"
+
+
+def _percent(accuracy, why_missing=_NO_VALIDATION_SPLIT):
+  """An accuracy as '99.12%', or why it was not measured."""
+  return f"n/a {why_missing}" if accuracy is None else f"{100 * accuracy:.2f}%"
