@@ -232,6 +232,34 @@ def test_joined_splits_are_the_first_split_followed_by_the_second(tiny_data_dir)
   assert input_pipeline.split_size(tiny_data_dir, "train+validation") == len(labels)
 
 
+def test_fine_tune_datasets_train_on_train_and_validate_on_validation(tiny_data_dir):
+  train_ds, val_ds, steps = input_pipeline.fine_tune_datasets(tiny_data_dir, 16)
+  assert steps == input_pipeline.split_size(tiny_data_dir, "train") // 16
+  val_labels = np.concatenate([y.numpy() for _, y in val_ds])
+  np.testing.assert_array_equal(val_labels,
+                                input_pipeline.load_arrays(tiny_data_dir, "validation")[1])
+  assert next(iter(train_ds))[0].shape == (16, 32, 32, 3)
+  assert input_pipeline.fine_tune_datasets(tiny_data_dir, 16, steps=3)[2] == 3
+
+
+def test_final_fit_datasets_train_on_both_splits_and_validate_on_nothing(tiny_data_dir):
+  train_ds, val_ds, steps = input_pipeline.fine_tune_datasets(tiny_data_dir, 16,
+                                                              on_validation=True)
+  assert val_ds is None
+  assert steps == input_pipeline.split_size(tiny_data_dir, "train+validation") // 16
+  seen = np.concatenate([y.numpy() for _, y in train_ds.take(steps)])
+  # One epoch draws from both splits: more examples than the train split alone holds.
+  assert len(seen) > input_pipeline.split_size(tiny_data_dir, "train")
+
+
+def test_fine_tune_without_a_validation_split(tiny_final_fit_data_dir):
+  _, val_ds, steps = input_pipeline.fine_tune_datasets(tiny_final_fit_data_dir, 16)
+  assert val_ds is None and steps == input_pipeline.split_size(tiny_final_fit_data_dir,
+                                                               "train") // 16
+  with pytest.raises(errors.ConfigError, match="prepared without"):
+    input_pipeline.fine_tune_datasets(tiny_final_fit_data_dir, 16, on_validation=True)
+
+
 def test_prepared_dataset_readers(tiny_data_dir):
   root = tiny_data_dir.split(os.sep + "gtsrb" + os.sep)[0]
   assert input_pipeline.find_dataset_dir(root) == tiny_data_dir

@@ -360,6 +360,44 @@ def test_fine_tune_on_validation_trains_the_compressed_models_on_both_splits(
   assert "n/a (no validation split" not in report  # The baseline's is measured.
 
 
+def test_given_baseline_model_is_compressed_without_training(finished, tmp_path, monkeypatch):
+  from tf_gtsrb.training import trainer  # pylint: disable=g-import-not-at-top
+  work_dir = _copy(finished, tmp_path)
+  given = str(tmp_path / "mine.keras")
+  shutil.copy(finished["results"]["train"]["model"], given)
+
+  def no_training(*args, **kwargs):
+    raise AssertionError("a given baseline must not be trained")
+  monkeypatch.setattr(trainer, "train", no_training)
+  results, lines = _run(_config(work_dir, baseline_model=given))
+  assert _status(lines) == {"prepare": "skipped", **{step: "ran" for step in STEPS[1:]}}
+  train = results["train"]
+  assert train["given"] == given and train["model"] == str(work_dir / "train" / "baseline.keras")
+  np.testing.assert_array_equal(
+      model_io.load_model(train["model"]).get_layer("conv1").get_weights()[0],
+      model_io.load_model(given).get_layer("conv1").get_weights()[0])
+  assert 0.0 <= train["best_val_accuracy"] <= 1.0
+  with open(results["report"]["report_md"]) as f:
+    assert f"Baseline {given} (given), validation accuracy" in f.read()
+  _, lines = _run(_config(work_dir, baseline_model=given))
+  assert _status(lines) == {step: "skipped" for step in STEPS}
+
+  model_io.save_model(model_io.load_model(results["prune"]["model"]), given)  # Changed file.
+  _, lines = _run(_config(work_dir, baseline_model=given), only="train")
+  assert _status(lines) == {"prepare": "skipped", "train": "ran"}
+
+
+def test_given_baseline_that_is_not_a_traffic_sign_cnn(finished, tmp_path):
+  from tf_gtsrb.keras import keras  # pylint: disable=g-import-not-at-top
+  work_dir = _copy(finished, tmp_path)
+  given = str(tmp_path / "dense.keras")
+  model_io.save_model(keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
+                                        keras.layers.Dense(43)]), given)
+  with pytest.raises(errors.ModelError, match=f"{given}: .*not a TrafficSignCNN"):
+    _run(_config(work_dir, baseline_model=given))
+  assert not os.path.exists(_marker(work_dir, "train"))
+
+
 def test_forced_step_reruns_the_steps_after_it(finished, tmp_path, monkeypatch):
   work_dir = _copy(finished, tmp_path)
   outputs = io_utils.read_json(_marker(work_dir, "benchmark"))["outputs"]
@@ -494,6 +532,8 @@ def test_unknown_step_is_a_config_error(tmp_path, kwargs):
     {"val_fraction": 0.0, "fine_tune_on_validation": True},
     {"distill_pruning": True, "distill_mixup": -0.5},
     {"distill_mixup": 0.4},  # Mixup without a distillation to mix for.
+    {"baseline_model": "no/such/baseline.keras"},
+    {"baseline_model": __file__, "swa_epochs": 2},  # Settings of a training that won't run.
     {"pruning_teachers": __file__}])  # A teacher for pruning without distill_pruning or distill_qat.
 def test_bad_setting_is_a_config_error_before_any_step(tmp_path, changes):
   with pytest.raises(errors.ConfigError):

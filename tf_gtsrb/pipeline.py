@@ -36,6 +36,9 @@ class PipelineConfig:
   balance_target: int = 0
   # Share of each class's training tracks held out; 0: final fit, no validation split.
   val_fraction: float = _DEFAULT_VAL_FRACTION
+  # A trained TrafficSignCNN .keras file to compress instead of training one (the
+  # baseline's training settings then go unused); None: train it.
+  baseline_model: str = None
   epochs: int = 30
   batch_size: int = 32
   learning_rate: float = 2e-3
@@ -111,6 +114,12 @@ class PipelineConfig:
     if self.prune_criterion not in PRUNE_CRITERIA:
       raise errors.ConfigError(f"unknown prune_criterion {self.prune_criterion!r}; choose one "
                                f"of {', '.join(PRUNE_CRITERIA)}")
+    if self.baseline_model:
+      if not os.path.isfile(self.baseline_model):
+        raise errors.ConfigError(f"{self.baseline_model}: baseline_model file not found")
+      if self.teacher or self.swa_epochs:
+        raise errors.ConfigError("teacher and swa_epochs shape the baseline's training: "
+                                 "not with a given baseline_model")
     from tf_gtsrb.models import ensemble  # pylint: disable=g-import-not-at-top
     if self.teacher:
       ensemble.teacher_paths(self.teacher)
@@ -191,7 +200,9 @@ class Pipeline:
 
   def _inputs(self, step):
     """(settings that change the step's outputs, steps it reads)."""
-    from tf_gtsrb.models import ensemble  # pylint: disable=g-import-not-at-top
+    # pylint: disable=g-import-not-at-top
+    from tf_gtsrb.data import archives
+    from tf_gtsrb.models import ensemble
     c = self.config
     distillation = {"teacher": ensemble.absolute_teacher_paths(c.teacher)} if c.teacher else {}
     teaching = ({"teachers": ensemble.absolute_teacher_paths(c.pruning_teachers)}
@@ -207,7 +218,10 @@ class Pipeline:
                      "balance": c.balance_target, "seed": c.seed,
                      **({"val": c.val_fraction}
                         if c.val_fraction != _DEFAULT_VAL_FRACTION else {})}, []),
-        "train": ({"epochs": c.epochs, "batch": c.batch_size, "lr": c.learning_rate,
+        "train": ({"baseline_model": os.path.abspath(c.baseline_model),
+                   "sha256": archives.sha256sum(c.baseline_model)}, ["prepare"])
+                 if c.baseline_model else
+                 ({"epochs": c.epochs, "batch": c.batch_size, "lr": c.learning_rate,
                    "ls": c.label_smoothing, "dropout": c.dropout, "steps": c.steps_per_epoch,
                    "seed": c.seed, **distillation,
                    **({"erase": c.erase_probability} if c.erase_probability else {}),
@@ -243,6 +257,8 @@ class Pipeline:
   def _train(self, results):
     from tf_gtsrb.training import trainer  # pylint: disable=g-import-not-at-top
     c = self.config
+    if c.baseline_model:
+      return self._given_baseline(results)
     config = trainer.TrainConfig(
         data_dir=results["prepare"]["dataset_dir"], model_dir=self.dirs["train"],
         epochs=c.epochs, batch_size=c.batch_size, learning_rate=c.learning_rate,
@@ -281,6 +297,33 @@ class Pipeline:
                      average_val_accuracy=averaged["average_val_accuracy"])
     return outputs
 
+  def _given_baseline(self, results):
+    """The train step for a given baseline_model: checks it, copies it into train/, and
+    measures its validation accuracy."""
+    # pylint: disable=g-import-not-at-top
+    from tf_gtsrb.compression import channel_pruning
+    from tf_gtsrb.data import input_pipeline
+    from tf_gtsrb.evaluation import evaluate
+    from tf_gtsrb.models import io as model_io
+    c = self.config
+    model = model_io.load_model(c.baseline_model)
+    try:
+      channel_pruning.check_traffic_sign_cnn(model)
+    except errors.ModelError as e:
+      raise errors.ModelError(f"{c.baseline_model}: {e}") from e
+    if tuple(model.input_shape[1:]) != (c.image_size, c.image_size, 3):
+      raise errors.ModelError(f"{c.baseline_model}: takes input {model.input_shape[1:]}, the "
+                              f"data is {c.image_size}x{c.image_size}x3 (image_size)")
+    path = os.path.join(self.dirs["train"], "baseline.keras")
+    model_io.save_model(model, path)
+    data_dir = results["prepare"]["dataset_dir"]
+    accuracy = None
+    if input_pipeline.has_split(data_dir, "validation"):
+      accuracy = evaluate.evaluate_keras_model(model, data_dir, "validation",
+                                               c.batch_size)["metrics"]["accuracy"]
+    return {"model": path, "given": os.path.abspath(c.baseline_model),
+            "best_val_accuracy": accuracy}
+
   def _analyze(self, results):
     # pylint: disable=g-import-not-at-top
     from tf_gtsrb.compression import analysis
@@ -304,16 +347,9 @@ class Pipeline:
     """(training batches, validation batches or None, steps per epoch) of the fine-tunes."""
     from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
     c = self.config
-    data_dir = results["prepare"]["dataset_dir"]
-    split = self._fine_tune_split()
-    steps = c.steps_per_epoch or input_pipeline.steps_per_epoch(
-        input_pipeline.split_size(data_dir, split), c.batch_size)
-    train_ds = input_pipeline.train_dataset(data_dir, c.batch_size, seed=c.seed, split=split)
-    validate = (not c.fine_tune_on_validation
-                and input_pipeline.has_split(data_dir, "validation"))
-    val_ds = (input_pipeline.eval_dataset(data_dir, "validation", c.batch_size)
-              if validate else None)
-    return train_ds, val_ds, steps
+    return input_pipeline.fine_tune_datasets(
+        results["prepare"]["dataset_dir"], c.batch_size, seed=c.seed, steps=c.steps_per_epoch,
+        on_validation=c.fine_tune_on_validation)
 
   def _prune(self, results):
     # pylint: disable=g-import-not-at-top

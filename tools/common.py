@@ -54,6 +54,17 @@ def define_fine_tuning_flags(epochs, learning_rate, what="Fine-tuning"):
   flags.DEFINE_integer("verbose", 2, "Keras progress output: 0 silent, 1 progress bar, 2 per epoch.")
 
 
+# What a final fit prints in place of the validation accuracy it cannot measure.
+NOT_MEASURED_AFTER_FINAL_FIT = "n/a (fine-tuned on the validation split too)"
+
+
+def define_final_fit_flag():
+  """Defines --fine_tune_on_validation."""
+  flags.DEFINE_bool("fine_tune_on_validation", False,
+                    "Final fit, once the settings are chosen on validation: train on the train "
+                    "and validation splits together; no validation accuracy is measured.")
+
+
 def define_distillation_flags():
   """Defines --teacher, --distill_temperature, --distill_alpha and --distill_mixup."""
   flags.DEFINE_string("teacher", None, "A float .keras model (e.g. the baseline) to distil from, "

@@ -5,6 +5,8 @@ per-layer percentages recommended by gtsrb-analyze (--analysis); --swa_epochs
 weight-averages the fine-tuned model (tf_gtsrb.training.swa). Writes
 pruned.keras, prune_config.json (kept channel indices) and the validation
 evaluation (evaluation.json/.md, confusion_matrix.png) into --output_dir.
+--fine_tune_on_validation is the final fit: the fine-tune trains on the
+validation split too, and only the accuracy before it is measured.
 
 Example:
   gtsrb-prune-channels --model=runs/base/model.keras --data_dir=data/gtsrb \\
@@ -32,6 +34,7 @@ flags.DEFINE_enum("criterion", "l1", ["l1", "bn_gamma"],
                   "Which filters to keep: largest filter L1 norm or largest |BN gamma|.")
 common.define_fine_tuning_flags(epochs=5, learning_rate=1e-4)
 common.define_distillation_flags()
+common.define_final_fit_flag()
 flags.DEFINE_integer("swa_epochs", 0, "Stochastic weight averaging after the fine-tune: this many "
                      "more epochs at --swa_learning_rate (same loss and teacher), their weights "
                      "averaged into pruned.keras; 0: none.")
@@ -84,10 +87,9 @@ def main():
   before = evaluate.evaluate_keras_model(pruned, data_dir, "validation", batch_size)
   result, steps = before, None
   if FLAGS.epochs > 0:
-    steps = FLAGS.steps_per_epoch or input_pipeline.steps_per_epoch(
-        input_pipeline.split_size(data_dir, "train"), batch_size)
-    train_ds = input_pipeline.train_dataset(data_dir, batch_size, seed=FLAGS.seed)
-    val_ds = input_pipeline.eval_dataset(data_dir, "validation", batch_size)
+    train_ds, val_ds, steps = input_pipeline.fine_tune_datasets(
+        data_dir, batch_size, seed=FLAGS.seed, steps=FLAGS.steps_per_epoch,
+        on_validation=FLAGS.fine_tune_on_validation)
     compile_lib.fine_tune(pruned, train_ds, val_ds, FLAGS.epochs,
                           learning_rate=FLAGS.learning_rate, steps_per_epoch=steps,
                           verbose=FLAGS.verbose, **distillation)
@@ -95,19 +97,23 @@ def main():
       config["swa"] = swa.average_weights(pruned, train_ds, val_ds, FLAGS.swa_epochs, steps,
                                           FLAGS.swa_learning_rate, verbose=FLAGS.verbose,
                                           **distillation)
-    result = evaluate.evaluate_keras_model(pruned, data_dir, "validation", batch_size)
+    result = (None if FLAGS.fine_tune_on_validation
+              else evaluate.evaluate_keras_model(pruned, data_dir, "validation", batch_size))
   config["fine_tune"] = {"epochs": FLAGS.epochs, "learning_rate": FLAGS.learning_rate,
                          "batch_size": batch_size, "steps_per_epoch": steps, "seed": FLAGS.seed,
+                         "split": ("train+validation" if FLAGS.fine_tune_on_validation
+                                   else "train"),
                          "teacher": common.teacher_record()}
   config["validation_accuracy_before_fine_tune"] = before["metrics"]["accuracy"]
-  config["validation_accuracy"] = result["metrics"]["accuracy"]
+  config["validation_accuracy"] = None if result is None else result["metrics"]["accuracy"]
 
   os.makedirs(output_dir, exist_ok=True)
   pruned_path = os.path.join(output_dir, "pruned.keras")
   model_io.save_model(pruned, pruned_path)
   config_path = os.path.join(output_dir, "prune_config.json")
   io_utils.write_json(config_path, config)
-  paths = evaluate.write_evaluation(result, output_dir, model_path=pruned_path, name="pruned")
+  paths = (evaluate.write_evaluation(result, output_dir, model_path=pruned_path, name="pruned")
+           if result else {})
 
   print(f"{model_path}: pruned by {FLAGS.criterion}")
   print("| Layer | Channels before | Channels after | Pruned (%) |")
@@ -117,11 +123,12 @@ def main():
           f"{layer['pruned_percent']:.1f} |")
   print(f"params {config['params_before']:,} -> {config['params_after']:,}; "
         f"MACs {config['macs_before'] / 1e6:.2f}M -> {config['macs_after'] / 1e6:.2f}M")
+  after = (common.NOT_MEASURED_AFTER_FINAL_FIT if result is None
+           else f"{100 * config['validation_accuracy']:.2f}%")
   print(f"validation accuracy {100 * config['validation_accuracy_before_fine_tune']:.2f}% "
-        f"after pruning, {100 * config['validation_accuracy']:.2f}% after "
-        f"{FLAGS.epochs} fine-tuning epoch(s)"
+        f"after pruning, {after} after {FLAGS.epochs} fine-tuning epoch(s)"
         + (f" and weight averaging over {FLAGS.swa_epochs} more" if FLAGS.swa_epochs else ""))
-  for path in (pruned_path, config_path, paths["json"], paths["markdown"], paths["png"]):
+  for path in (pruned_path, config_path, *paths.values()):
     print(f"wrote {path}")
 
 

@@ -2,7 +2,9 @@
 
 Writes <output_dir>/pruned_sparse.keras (plain Keras model whose kernels hold
 the zeros) and sparsity.json (per-layer sparsity, validation accuracy before and
-after, file and gzip sizes against the dense model).
+after, file and gzip sizes against the dense model). --fine_tune_on_validation
+is the final fit: it trains on the validation split too and measures validation
+accuracy only before.
 
 Example:
   gtsrb-prune-magnitude --model=work/baseline/model.keras --data_dir=work/data \
@@ -25,6 +27,7 @@ flags.DEFINE_string("output_dir", None, "Directory for pruned_sparse.keras and s
 flags.DEFINE_float("target_sparsity", 0.8, "Fraction of Conv2D/Dense kernel weights set to zero, "
                    "in [0, 1) (0.8 = 80% zeros).")
 common.define_fine_tuning_flags(epochs=5, learning_rate=1e-4)
+common.define_final_fit_flag()
 
 MODEL_FILE = "pruned_sparse.keras"
 REPORT_FILE = "sparsity.json"
@@ -66,15 +69,16 @@ def main():
   model = model_io.load_model(FLAGS.model)
   magnitude_pruning.check_float_model(model, "prune")
   data_dir, batch_size = FLAGS.data_dir, FLAGS.batch_size
-  steps = FLAGS.steps_per_epoch or input_pipeline.steps_per_epoch(
-      input_pipeline.split_size(data_dir, "train"), batch_size)
+  train_ds, val_ds, steps = input_pipeline.fine_tune_datasets(
+      data_dir, batch_size, seed=FLAGS.seed, steps=FLAGS.steps_per_epoch,
+      on_validation=FLAGS.fine_tune_on_validation)
 
   before = evaluate.evaluate_keras_model(model, data_dir, "validation", batch_size)
   pruned = magnitude_pruning.prune_and_fine_tune(
-      model, input_pipeline.train_dataset(data_dir, batch_size, seed=FLAGS.seed),
-      input_pipeline.eval_dataset(data_dir, "validation", batch_size), target, FLAGS.epochs,
-      FLAGS.learning_rate, steps_per_epoch=steps, verbose=FLAGS.verbose)
-  after = evaluate.evaluate_keras_model(pruned, data_dir, "validation", batch_size)
+      model, train_ds, val_ds, target, FLAGS.epochs, FLAGS.learning_rate, steps_per_epoch=steps,
+      verbose=FLAGS.verbose)
+  after = (None if FLAGS.fine_tune_on_validation
+           else evaluate.evaluate_keras_model(pruned, data_dir, "validation", batch_size))
 
   os.makedirs(FLAGS.output_dir, exist_ok=True)
   model_path = os.path.join(FLAGS.output_dir, MODEL_FILE)
@@ -89,8 +93,9 @@ def main():
       "learning_rate": FLAGS.learning_rate,
       "batch_size": batch_size,
       "sparsity": magnitude_pruning.sparsity_report(pruned),
+      "fine_tune_split": "train+validation" if FLAGS.fine_tune_on_validation else "train",
       "validation_accuracy": {"dense": before["metrics"]["accuracy"],
-                              "sparse": after["metrics"]["accuracy"]},
+                              "sparse": None if after is None else after["metrics"]["accuracy"]},
       "file_size": {
           "dense_bytes": dense["bytes"], "dense_gzip_bytes": dense["gzip_bytes"],
           "sparse_bytes": sparse["bytes"], "sparse_gzip_bytes": sparse["gzip_bytes"],
@@ -108,7 +113,9 @@ def _print_summary(report):
   for row in report["sparsity"]["layers"] + [dict(report["sparsity"], layer="all kernels")]:
     print(f"| {row['layer']} | {row['weights']} | {row['zeros']} | {row['sparsity']:.1%} |")
   accuracy, size = report["validation_accuracy"], report["file_size"]
-  print(f"validation accuracy: dense {accuracy['dense']:.4f} -> sparse {accuracy['sparse']:.4f}")
+  sparse = (common.NOT_MEASURED_AFTER_FINAL_FIT if accuracy["sparse"] is None
+            else f"{accuracy['sparse']:.4f}")
+  print(f"validation accuracy: dense {accuracy['dense']:.4f} -> sparse {sparse}")
   print(f"model file gzip: dense {size['dense_gzip_bytes']} B -> sparse "
         f"{size['sparse_gzip_bytes']} B ({size['gzip_reduction']:.1%} smaller)")
 

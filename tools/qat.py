@@ -5,7 +5,9 @@ get sparsity-preserving QAT by default. With --cluster=N the kernels are first
 clustered to N shared values and fine-tuned (the same --epochs), then QAT keeps
 the clusters. Writes <output_dir>/qat.keras and qat.json (validation accuracy
 of the fake-quantized model simulated in float, and test accuracy when the
-dataset has a test split). Convert qat.keras to INT8 TFLite afterwards.
+dataset has a test split). --fine_tune_on_validation is the final fit: it trains
+on the validation split too and measures no validation accuracy. Convert
+qat.keras to INT8 TFLite afterwards.
 
 Example:
   gtsrb-qat --model=work/sparse80/pruned_sparse.keras --data_dir=work/data \
@@ -27,6 +29,7 @@ flags.DEFINE_string("data_dir", None, "Prepared dataset directory (written by gt
 flags.DEFINE_string("output_dir", None, "Directory for qat.keras and qat.json.")
 common.define_fine_tuning_flags(epochs=2, learning_rate=1e-5, what="QAT fine-tuning")
 common.define_distillation_flags()
+common.define_final_fit_flag()
 flags.DEFINE_enum("preserve_sparsity", "auto", ["auto", "true", "false"],
                   "Keep zero weights zero during QAT; auto: when the model is >= 30% sparse.")
 flags.DEFINE_integer("cluster", 0, "Cluster each kernel to this many shared values before QAT "
@@ -52,8 +55,6 @@ def _accuracy(model, split):
   try:
     result = evaluate.evaluate_keras_model(model, FLAGS.data_dir, split, FLAGS.batch_size)
   except errors.DataError as e:
-    if split == "validation":
-      raise
     print(f"no {split} accuracy: {e}")
     return None
   return result["metrics"]["accuracy"]
@@ -76,23 +77,20 @@ def main():
   input_sparsity = magnitude_pruning.sparsity_report(model)["sparsity"]
   preserve = {"auto": input_sparsity >= magnitude_pruning.SPARSE_THRESHOLD,
               "true": True, "false": False}[FLAGS.preserve_sparsity]
-  steps = FLAGS.steps_per_epoch or input_pipeline.steps_per_epoch(
-      input_pipeline.split_size(data_dir, "train"), batch_size)
-
-  def datasets():
-    return (input_pipeline.train_dataset(data_dir, batch_size, seed=FLAGS.seed),
-            input_pipeline.eval_dataset(data_dir, "validation", batch_size))
+  train_ds, val_ds, steps = input_pipeline.fine_tune_datasets(
+      data_dir, batch_size, seed=FLAGS.seed, steps=FLAGS.steps_per_epoch,
+      on_validation=FLAGS.fine_tune_on_validation)
 
   if FLAGS.cluster:
     print(f"clustering kernels to {FLAGS.cluster} values (preserve_sparsity={preserve})")
     model = clustering.cluster_and_fine_tune(
-        model, *datasets(), number_of_clusters=FLAGS.cluster, epochs=FLAGS.epochs,
+        model, train_ds, val_ds, number_of_clusters=FLAGS.cluster, epochs=FLAGS.epochs,
         learning_rate=FLAGS.learning_rate, preserve_sparsity=preserve, steps_per_epoch=steps,
         verbose=FLAGS.verbose)
   print(f"quantization-aware training (preserve_sparsity={preserve}, "
         f"preserve_clusters={bool(FLAGS.cluster)})")
   qat_model = quantization.qat_fine_tune(
-      model, *datasets(), epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate,
+      model, train_ds, val_ds, epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate,
       preserve_sparsity=preserve, preserve_clusters=bool(FLAGS.cluster), steps_per_epoch=steps,
       verbose=FLAGS.verbose, **distillation)
 
@@ -113,15 +111,17 @@ def main():
       "input_sparsity": input_sparsity,
       "sparsity": output_sparsity,
       "unique_weights": clustering.unique_weight_counts(qat_model) if FLAGS.cluster else None,
-      "validation_accuracy": _accuracy(qat_model, "validation"),
+      "fine_tune_split": "train+validation" if FLAGS.fine_tune_on_validation else "train",
+      "validation_accuracy": None if val_ds is None else _accuracy(qat_model, "validation"),
       "test_accuracy": _accuracy(qat_model, "test"),
       "accuracy_note": "Keras model with fake quantization, simulated in float32",
   }
   report_path = os.path.join(FLAGS.output_dir, REPORT_FILE)
   io_utils.write_json(report_path, report)
   print(f"kernel sparsity: input {input_sparsity:.1%} -> QAT {output_sparsity['sparsity']:.1%}")
-  print(f"validation accuracy (fake-quant, float simulation): "
-        f"{report['validation_accuracy']:.4f}")
+  if report["validation_accuracy"] is not None:
+    print(f"validation accuracy (fake-quant, float simulation): "
+          f"{report['validation_accuracy']:.4f}")
   if report["test_accuracy"] is not None:
     print(f"test accuracy (fake-quant, float simulation): {report['test_accuracy']:.4f}")
   print(f"wrote {model_path}\nwrote {report_path}")

@@ -62,12 +62,10 @@ def main():
         f"{FLAGS.model}: model takes {model.input_shape[1]}x{model.input_shape[2]} images but "
         f"{data_dir} holds {size}x{size} images")
   sweep.check_sweep_args(model, percentages, FLAGS.criterion, FLAGS.epochs, FLAGS.learning_rate)
-  steps = FLAGS.steps_per_epoch or input_pipeline.steps_per_epoch(
-      input_pipeline.split_size(data_dir, "train"), batch_size)
+  train_ds, val_ds, steps = input_pipeline.fine_tune_datasets(
+      data_dir, batch_size, seed=FLAGS.seed, steps=FLAGS.steps_per_epoch)
   result = sweep.run_sweep(
-      model,
-      input_pipeline.train_dataset(data_dir, batch_size, seed=FLAGS.seed),
-      input_pipeline.eval_dataset(data_dir, "validation", batch_size),
+      model, train_ds, val_ds,
       input_pipeline.eval_dataset(data_dir, "test", batch_size),
       FLAGS.output_dir, percentages=percentages, criterion=FLAGS.criterion,
       epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate, steps_per_epoch=steps,

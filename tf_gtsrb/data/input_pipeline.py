@@ -122,6 +122,23 @@ def train_dataset(data_dir, batch_size, augment=True, seed=0, start_step=0, spli
                              erase_probability)
 
 
+def fine_tune_datasets(data_dir, batch_size, seed=0, steps=0, on_validation=False):
+  """(training batches, validation batches or None, steps per epoch) of a fine-tune.
+
+  It trains on the train split and validates on the validation split when the
+  dataset has one. With `on_validation` (a final fit) it trains on
+  'train+validation' and validates on nothing. `steps` 0 is one pass per epoch.
+  """
+  split = "train+validation" if on_validation else "train"
+  if on_validation and not has_split(data_dir, "validation"):
+    raise errors.ConfigError(f"{data_dir}: a fine-tune on the validation split needs one; "
+                             "this dataset was prepared without (val_fraction 0)")
+  steps = steps or steps_per_epoch(split_size(data_dir, split), batch_size)
+  val_ds = (eval_dataset(data_dir, "validation", batch_size)
+            if not on_validation and has_split(data_dir, "validation") else None)
+  return train_dataset(data_dir, batch_size, seed=seed, split=split), val_ds, steps
+
+
 def batches_from_arrays(images, labels, batch_size, augment=True, seed=0, start_step=0,
                         erase_probability=0.0):
   """Like `train_dataset`, from in-memory uint8 images and integer labels."""

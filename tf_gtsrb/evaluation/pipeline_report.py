@@ -69,8 +69,9 @@ def write_pipeline_report(results, config, output_dir):
       "# tf_gtsrb pipeline report", "",
       f"Data: {results['prepare']['source_dir']} ({results['prepare']['config']}); "
       + ", ".join(f"{k} {v:,}" for k, v in sorted(splits.items())) + ".  ",
-      f"Baseline best validation accuracy (track split): "
-      f"{_percent(results['train']['best_val_accuracy'])}"
+      (f"Baseline {results['train']['given']} (given), validation accuracy (track split): "
+       if "given" in results["train"] else "Baseline best validation accuracy (track split): ")
+      + f"{_percent(results['train']['best_val_accuracy'])}"
       + (f", {_percent(results['train']['average_val_accuracy'])} after weight averaging"
          if "average_val_accuracy" in results["train"] else "") + ". "
       f"Pruned channels {prune['channels_before']} -> {prune['channels_after']} "
