@@ -8,6 +8,7 @@ import pytest
 
 from tf_gtsrb import errors
 from tf_gtsrb.compression import channel_pruning
+from tf_gtsrb.data import input_pipeline
 from tf_gtsrb.evaluation import complexity
 from tf_gtsrb.keras import keras
 from tf_gtsrb.models import io as model_io
@@ -261,6 +262,27 @@ def test_prune_tool_end_to_end(tmp_path, tiny_data_dir):
   assert config["validation_accuracy"] == pytest.approx(config["swa"]["average_val_accuracy"])
   with open(out / "evaluation.json") as f:
     assert json.load(f)["split"] == "validation"
+
+
+def test_prune_tool_final_fit_measures_validation_only_before_the_fine_tune(tmp_path,
+                                                                          tiny_data_dir):
+  model_path = str(tmp_path / "model.keras")
+  model_io.save_model(synthetic.tiny_cnn(input_size=32), model_path)
+  out = tmp_path / "pruned"
+  done = tool_runner.run_tool(
+      "prune_channels", f"--model={model_path}", f"--data_dir={tiny_data_dir}",
+      f"--output_dir={out}", "--percent=25", "--epochs=1", "--batch_size=64", "--verbose=0",
+      "--fine_tune_on_validation")
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert "n/a (fine-tuned on the validation split too) after 1 fine-tuning epoch" in done.stdout
+  assert set(os.listdir(out)) == {"pruned.keras", "prune_config.json"}  # No evaluation.
+  with open(out / "prune_config.json") as f:
+    config = json.load(f)
+  assert config["fine_tune"]["split"] == "train+validation"
+  assert config["fine_tune"]["steps_per_epoch"] == input_pipeline.split_size(
+      tiny_data_dir, "train+validation") // 64
+  assert config["validation_accuracy"] is None
+  assert 0.0 <= config["validation_accuracy_before_fine_tune"] <= 1.0
 
 
 @pytest.mark.parametrize("args, message", [

@@ -13,6 +13,7 @@ from tf_gtsrb import errors
 from tf_gtsrb.compression import clustering
 from tf_gtsrb.compression import magnitude_pruning as mp
 from tf_gtsrb.compression import quantization
+from tf_gtsrb.data import input_pipeline
 from tf_gtsrb.keras import keras
 from tf_gtsrb.models import io as model_io
 from tf_gtsrb.training import compile as compile_lib
@@ -136,3 +137,32 @@ def test_prune_and_qat_tools_end_to_end(tiny_data_dir, tmp_path):
   assert report["sparsity"]["sparsity"] == pytest.approx(report["input_sparsity"])
   assert 0.0 <= report["validation_accuracy"] <= 1.0 and 0.0 <= report["test_accuracy"] <= 1.0
   assert quantization.is_quantize_aware(model_io.load_model(str(qat_dir / "qat.keras")))
+
+
+def test_prune_and_qat_tools_final_fit_train_on_the_validation_split_too(tiny_data_dir,
+                                                                         tmp_path):
+  dense_path = str(tmp_path / "dense.keras")
+  model_io.save_model(synthetic.tiny_cnn(input_size=32), dense_path)
+  common = [f"--data_dir={tiny_data_dir}", "--epochs=1", "--batch_size=64", "--verbose=0",
+            "--fine_tune_on_validation"]
+  both_splits_steps = input_pipeline.split_size(tiny_data_dir, "train+validation") // 64
+  assert both_splits_steps > input_pipeline.split_size(tiny_data_dir, "train") // 64
+  sparse_dir = tmp_path / "sparse"
+  out = _run_tool("prune_magnitude", f"--model={dense_path}", f"--output_dir={sparse_dir}",
+                  "--target_sparsity=0.5", *common)
+  assert "sparse n/a (fine-tuned on the validation split too)" in out
+  report = json.loads((sparse_dir / "sparsity.json").read_text())
+  assert report["steps_per_epoch"] == both_splits_steps
+  assert report["fine_tune_split"] == "train+validation"
+  assert report["validation_accuracy"]["sparse"] is None
+  assert 0.0 <= report["validation_accuracy"]["dense"] <= 1.0  # Measured before the fit.
+
+  qat_dir = tmp_path / "qat"
+  out = _run_tool("qat", f"--model={sparse_dir / 'pruned_sparse.keras'}",
+                  f"--output_dir={qat_dir}", *common)
+  assert "validation accuracy" not in out
+  report = json.loads((qat_dir / "qat.json").read_text())
+  assert report["steps_per_epoch"] == both_splits_steps
+  assert report["fine_tune_split"] == "train+validation"
+  assert report["validation_accuracy"] is None and 0.0 <= report["test_accuracy"] <= 1.0
+
