@@ -9,6 +9,7 @@ step and every step after it.
 """
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -200,9 +201,7 @@ class Pipeline:
 
   def _inputs(self, step):
     """(settings that change the step's outputs, steps it reads)."""
-    # pylint: disable=g-import-not-at-top
-    from tf_gtsrb.data import archives
-    from tf_gtsrb.models import ensemble
+    from tf_gtsrb.models import ensemble  # pylint: disable=g-import-not-at-top
     c = self.config
     distillation = {"teacher": ensemble.absolute_teacher_paths(c.teacher)} if c.teacher else {}
     teaching = ({"teachers": ensemble.absolute_teacher_paths(c.pruning_teachers)}
@@ -219,7 +218,7 @@ class Pipeline:
                      **({"val": c.val_fraction}
                         if c.val_fraction != _DEFAULT_VAL_FRACTION else {})}, []),
         "train": ({"baseline_model": os.path.abspath(c.baseline_model),
-                   "sha256": archives.sha256sum(c.baseline_model)}, ["prepare"])
+                   "sha256": self._baseline_sha256}, ["prepare"])
                  if c.baseline_model else
                  ({"epochs": c.epochs, "batch": c.batch_size, "lr": c.learning_rate,
                    "ls": c.label_smoothing, "dropout": c.dropout, "steps": c.steps_per_epoch,
@@ -241,6 +240,12 @@ class Pipeline:
         "report": ({}, ["benchmark"]),
     }
     return table[step]
+
+  @functools.cached_property
+  def _baseline_sha256(self):
+    """SHA-256 of the given baseline_model file, read once per run."""
+    from tf_gtsrb.data import archives  # pylint: disable=g-import-not-at-top
+    return archives.sha256sum(self.config.baseline_model)
 
   # Steps. Each returns a JSON-ready dict of what it produced.
 
