@@ -271,6 +271,24 @@ def test_pruning_teachers_join_the_baseline_in_the_pruned_models_teacher(finishe
                              baseline_model.predict(images, verbose=0), rtol=1e-5, atol=1e-6)
 
 
+def test_pruning_teachers_may_be_float_tflite_exports(finished, tmp_path, monkeypatch):
+  from tf_gtsrb.export import tflite  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.training import compile as compile_lib  # pylint: disable=g-import-not-at-top
+  work_dir = _copy(finished, tmp_path)
+  baseline_model = model_io.load_model(
+      io_utils.read_json(_marker(work_dir, "train"))["outputs"]["model"])
+  exported = tmp_path / "baseline_float32.tflite"
+  exported.write_bytes(tflite.convert(baseline_model, "float32"))
+  teacher, lines = _teacher_given_to(
+      compile_lib, "fine_tune",
+      _config(work_dir, distill_pruning=True, pruning_teachers=str(exported)), monkeypatch)
+  assert _status(lines)["prune"] == "ran"
+  assert teacher.count_params() == 2 * baseline_model.count_params()
+  images = np.random.default_rng(0).random((4, *baseline_model.input_shape[1:]), np.float32)
+  np.testing.assert_allclose(teacher.predict(images, verbose=0),
+                             baseline_model.predict(images, verbose=0), rtol=1e-4, atol=1e-5)
+
+
 def test_weight_averaging_added_to_a_finished_run_averages_without_retraining(finished,
                                                                               tmp_path):
   work_dir = _copy(finished, tmp_path)

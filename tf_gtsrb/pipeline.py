@@ -397,12 +397,10 @@ class Pipeline:
 
   def _pruned_model_teacher(self, baseline):
     """The baseline, averaged with pruning_teachers when given (`ensemble.average`)."""
-    # pylint: disable=g-import-not-at-top
-    from tf_gtsrb.models import ensemble
-    from tf_gtsrb.models import io as model_io
+    from tf_gtsrb.models import ensemble  # pylint: disable=g-import-not-at-top
     paths = self.config.pruning_teachers
     extra = ensemble.teacher_paths(paths) if paths else []
-    return ensemble.average([baseline] + [model_io.load_model(p) for p in extra])
+    return ensemble.average([baseline] + [ensemble.load_member(p) for p in extra])
 
   def _qat(self, results):
     # pylint: disable=g-import-not-at-top

@@ -67,7 +67,8 @@ def define_final_fit_flag():
 
 def define_distillation_flags():
   """Defines --teacher, --distill_temperature, --distill_alpha and --distill_mixup."""
-  flags.DEFINE_string("teacher", None, "A float .keras model (e.g. the baseline) to distil from, "
+  flags.DEFINE_string("teacher", None, "A float .keras model (e.g. the baseline) or a "
+                      "TrafficSignCNN's float32 .tflite export to distil from, "
                       "or several comma-separated (their mean prediction teaches); none: learn "
                       "from the labels only.")
   flags.DEFINE_float("distill_temperature", None, "Softmax temperature of the distillation "

@@ -38,9 +38,10 @@ flags.DEFINE_float("dropout", _DEFAULTS.dropout, "Dropout before the classifier 
 flags.DEFINE_float("erase_probability", _DEFAULTS.erase_probability,
                    "Share of the baseline's training images that also get a random erasing "
                    "(a square filled with the image's mean colour); 0: none.")
-flags.DEFINE_string("teacher", None, "A trained .keras model the baseline also learns from by "
-                    "knowledge distillation (e.g. an earlier run's baseline), or several "
-                    "comma-separated (their mean prediction teaches); none by default.")
+flags.DEFINE_string("teacher", None, "A trained .keras model (or a TrafficSignCNN's float32 "
+                    ".tflite export) the baseline also learns from by knowledge distillation "
+                    "(e.g. an earlier run's baseline), or several comma-separated (their mean "
+                    "prediction teaches); none by default.")
 flags.DEFINE_integer("swa_epochs", _DEFAULTS.swa_epochs,
                      "Stochastic weight averaging of the baseline: this many epochs after its "
                      "training at --swa_learning_rate, their weights averaged into the model "
@@ -65,8 +66,9 @@ flags.DEFINE_bool("distill_pruning", _DEFAULTS.distill_pruning,
                   "Fine-tune the pruned model by knowledge distillation from the baseline it was "
                   "cut from (temperature 1, alpha 0.1), as well as on the labels.")
 flags.DEFINE_string("pruning_teachers", _DEFAULTS.pruning_teachers,
-                    "With --distill_pruning or --distill_qat: more trained .keras models "
-                    "(comma-separated, e.g. baselines of other seeds) averaged with the baseline "
+                    "With --distill_pruning or --distill_qat: more trained .keras models or "
+                    "float32 .tflite TrafficSignCNN exports (comma-separated, e.g. baselines of "
+                    "other seeds, results/teachers/*.tflite) averaged with the baseline "
                     "into the pruned model's teacher; none by default.")
 flags.DEFINE_integer("prune_epochs", _DEFAULTS.prune_epochs, "Fine-tuning epochs after pruning.")
 flags.DEFINE_float("prune_learning_rate", _DEFAULTS.prune_learning_rate,

@@ -1,7 +1,8 @@
 """Ensemble teachers: the mean prediction of several trained models.
 
 A distillation teacher may be one .keras file or several, written as one
-comma-separated string ("a.keras,b.keras"); several are averaged into one
+comma-separated string ("a.keras,b.keras"); a TrafficSignCNN's float32 .tflite
+export serves as well (rebuilt by `from_tflite`). Several are averaged into one
 Keras model (each member's class probabilities, weighted equally). Averaging
 models trained with other seeds or schedules gives a teacher that is right more
 often than any one of them, which is what a small student learns from.
@@ -14,7 +15,7 @@ from tf_gtsrb.keras import keras
 
 
 def teacher_paths(spec):
-  """The .keras paths in a comma-separated `spec`; ConfigError naming a missing file."""
+  """The model paths in a comma-separated `spec`; ConfigError naming a missing file."""
   paths = [p.strip() for p in spec.split(",") if p.strip()]
   if not paths:
     raise errors.ConfigError(f"no teacher model in {spec!r}")
@@ -49,6 +50,15 @@ def average(models):
 
 
 def load_teacher(spec):
-  """Loads the teacher in `spec` (one .keras path, or several comma-separated: their mean)."""
-  from tf_gtsrb.models import io as model_io  # pylint: disable=g-import-not-at-top
-  return average(model_io.load_model(path) for path in teacher_paths(spec))
+  """Loads the teacher in `spec` (one model path, or several comma-separated: their mean)."""
+  return average(load_member(path) for path in teacher_paths(spec))
+
+
+def load_member(path):
+  """A .keras model, or a TrafficSignCNN rebuilt from its float32 .tflite export."""
+  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.models import from_tflite
+  from tf_gtsrb.models import io as model_io
+  if path.endswith(".tflite"):
+    return from_tflite.load(path)
+  return model_io.load_model(path)
