@@ -87,3 +87,13 @@ def test_refuses_a_flatbuffer_of_another_architecture(tmp_path):
   path = _float_export(keras.Model(inputs, outputs), tmp_path / "dense.tflite")
   with pytest.raises(errors.ModelError, match="dense.tflite: not a float TrafficSignCNN export"):
     from_tflite.load(path)
+
+
+def test_refuses_an_int8_export(tmp_path):
+  model = _trained_looking_cnn()
+  images = np.random.default_rng(0).integers(
+      0, 256, (8, synthetic.TINY_SIZE, synthetic.TINY_SIZE, 3), dtype=np.uint8)
+  path = tmp_path / "model_int8.tflite"
+  path.write_bytes(tflite.convert(model, "int8", images))
+  with pytest.raises(errors.ModelError, match="model_int8.tflite: not a float TrafficSignCNN"):
+    from_tflite.load(str(path))
