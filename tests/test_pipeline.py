@@ -405,6 +405,26 @@ def test_given_baseline_model_is_compressed_without_training(finished, tmp_path,
   assert _status(lines) == {"prepare": "skipped", "train": "ran"}
 
 
+def test_given_baseline_may_be_a_float_tflite_export(finished, tmp_path):
+  from tf_gtsrb.export import tflite  # pylint: disable=g-import-not-at-top
+  work_dir = _copy(finished, tmp_path)
+  trained = model_io.load_model(finished["results"]["train"]["model"])
+  given = tmp_path / "released_float32.tflite"
+  given.write_bytes(tflite.convert(trained, "float32"))
+  results, lines = _run(_config(work_dir, baseline_model=str(given)), only="train")
+  assert _status(lines) == {"prepare": "skipped", "train": "ran"}
+  rebuilt = model_io.load_model(results["train"]["model"])
+  images = np.random.default_rng(0).random((8, *trained.input_shape[1:]), np.float32)
+  np.testing.assert_allclose(rebuilt.predict(images, verbose=0), trained.predict(images, verbose=0),
+                             atol=1e-5)
+  # BatchNorm statistics measured on training images, not left at mean 0 and variance 1.
+  assert np.abs(rebuilt.get_layer("bn1").moving_mean.numpy()).max() > 0
+  from tf_gtsrb.evaluation import evaluate  # pylint: disable=g-import-not-at-top
+  measured = evaluate.evaluate_keras_model(trained, results["prepare"]["dataset_dir"],
+                                           "validation", 32)["metrics"]["accuracy"]
+  assert results["train"]["best_val_accuracy"] == pytest.approx(measured)
+
+
 def test_given_baseline_that_is_not_a_traffic_sign_cnn(finished, tmp_path):
   from tf_gtsrb.keras import keras  # pylint: disable=g-import-not-at-top
   work_dir = _copy(finished, tmp_path)

@@ -303,15 +303,23 @@ class Pipeline:
     return outputs
 
   def _given_baseline(self, results):
-    """The train step for a given baseline_model: checks it, copies it into train/, and
-    measures its validation accuracy."""
+    """The train step for a given baseline_model: checks it, copies it into train/ (a float
+    .tflite export rebuilt by `from_tflite`, BatchNorm statistics measured on training
+    images), and measures its validation accuracy."""
     # pylint: disable=g-import-not-at-top
     from tf_gtsrb.compression import channel_pruning
     from tf_gtsrb.data import input_pipeline
     from tf_gtsrb.evaluation import evaluate
+    from tf_gtsrb.models import from_tflite
     from tf_gtsrb.models import io as model_io
     c = self.config
-    model = model_io.load_model(c.baseline_model)
+    data_dir = results["prepare"]["dataset_dir"]
+    if c.baseline_model.endswith(".tflite"):
+      images, _ = input_pipeline.load_arrays(data_dir, "train",
+                                             limit=from_tflite.STATISTICS_IMAGES)
+      model = from_tflite.load(c.baseline_model, input_pipeline.to_float(images))
+    else:
+      model = model_io.load_model(c.baseline_model)
     try:
       channel_pruning.check_traffic_sign_cnn(model)
     except errors.ModelError as e:
@@ -321,7 +329,6 @@ class Pipeline:
                               f"data is {c.image_size}x{c.image_size}x3 (image_size)")
     path = os.path.join(self.dirs["train"], "baseline.keras")
     model_io.save_model(model, path)
-    data_dir = results["prepare"]["dataset_dir"]
     accuracy = None
     if input_pipeline.has_split(data_dir, "validation"):
       accuracy = evaluate.evaluate_keras_model(model, data_dir, "validation",

@@ -28,8 +28,9 @@ flags.DEFINE_integer("balance_target", _DEFAULTS.balance_target,
 flags.DEFINE_float("val_fraction", _DEFAULTS.val_fraction,
                    "Share of each class's training tracks held out for validation; 0: a final "
                    "fit on every track (no validation split; each step keeps its last epoch).")
-flags.DEFINE_string("baseline_model", None, "A trained TrafficSignCNN .keras file to compress "
-                    "instead of training a baseline (the training flags then go unused).")
+flags.DEFINE_string("baseline_model", None, "A trained TrafficSignCNN .keras file (or its float32 "
+                    ".tflite export) to compress instead of training a baseline (the training "
+                    "flags then go unused).")
 flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Baseline training epochs.")
 flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Batch size (images).")
 flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Baseline peak learning rate.")

@@ -22,7 +22,6 @@ from tf_gtsrb.evaluation import evaluate
 from tf_gtsrb.models import from_tflite
 from tf_gtsrb.models import io as model_io
 
-STATISTICS_IMAGES = 4096  # Training images the BatchNorm statistics are measured on.
 CHECK_IMAGES = 512  # Validation images the two models are compared on.
 
 
@@ -36,7 +35,8 @@ def tflite_probabilities(path, images):
 
 
 def main(tflite_path, data_dir, output_path):
-  train_images, _ = input_pipeline.load_arrays(data_dir, "train", limit=STATISTICS_IMAGES)
+  train_images, _ = input_pipeline.load_arrays(data_dir, "train",
+                                               limit=from_tflite.STATISTICS_IMAGES)
   model = from_tflite.load(tflite_path, input_pipeline.to_float(train_images))
   val_images, _ = input_pipeline.load_arrays(data_dir, "validation", limit=CHECK_IMAGES)
   val_images = input_pipeline.to_float(val_images)

@@ -17,6 +17,10 @@ from tf_gtsrb import errors
 from tf_gtsrb.export import flatbuffer
 from tf_gtsrb.models import traffic_sign_cnn
 
+# Training images a rebuilt model that will be trained further measures its BatchNorm
+# statistics on (enough for stable per-channel means and variances).
+STATISTICS_IMAGES = 4096
+
 
 def folded_weights(path):
   """{'conv1': (kernel HWIO, bias), ..., 'logits': (kernel, bias), 'input_size': S}.
