@@ -315,9 +315,7 @@ class Pipeline:
     c = self.config
     data_dir = results["prepare"]["dataset_dir"]
     if c.baseline_model.endswith(".tflite"):
-      images, _ = input_pipeline.load_arrays(data_dir, "train",
-                                             limit=from_tflite.STATISTICS_IMAGES)
-      model = from_tflite.load(c.baseline_model, input_pipeline.to_float(images))
+      model = from_tflite.load_for_training(c.baseline_model, data_dir)
     else:
       model = model_io.load_model(c.baseline_model)
     try:

@@ -35,9 +35,7 @@ def tflite_probabilities(path, images):
 
 
 def main(tflite_path, data_dir, output_path):
-  train_images, _ = input_pipeline.load_arrays(data_dir, "train",
-                                               limit=from_tflite.STATISTICS_IMAGES)
-  model = from_tflite.load(tflite_path, input_pipeline.to_float(train_images))
+  model = from_tflite.load_for_training(tflite_path, data_dir)
   val_images, _ = input_pipeline.load_arrays(data_dir, "validation", limit=CHECK_IMAGES)
   val_images = input_pipeline.to_float(val_images)
   difference = np.abs(model.predict(val_images, verbose=0)

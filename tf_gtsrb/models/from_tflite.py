@@ -29,7 +29,8 @@ def folded_weights(path):
   the TrafficSignCNN's four CONV_2D and one FULLY_CONNECTED. Raises ModelError
   naming the file when it is not a float TrafficSignCNN export.
   """
-  graph = flatbuffer.parse(flatbuffer.read_file(path), path)
+  data = flatbuffer.read_file(path)
+  graph = flatbuffer.parse(data, path)
   convs = [op for op in graph.operators if op.name == "CONV_2D"]
   denses = [op for op in graph.operators if op.name == "FULLY_CONNECTED"]
   weight_types = {graph.tensors[op.inputs[1]].dtype for op in convs + denses}
@@ -38,7 +39,7 @@ def folded_weights(path):
         f"{path}: not a float TrafficSignCNN export: expected {traffic_sign_cnn.NUM_BLOCKS} "
         f"float32 CONV_2D and 1 FULLY_CONNECTED, found {len(convs)} CONV_2D and "
         f"{len(denses)} FULLY_CONNECTED with {sorted(weight_types)} weights")
-  interpreter = litert.Interpreter(model_path=path)
+  interpreter = litert.Interpreter(model_content=data)
   interpreter.allocate_tensors()
 
   def kernel_and_bias(op):
@@ -88,3 +89,11 @@ def rebuild(weights, images=None):
 def load(path, images=None):
   """The TrafficSignCNN in the float flatbuffer at `path` (see `rebuild` for `images`)."""
   return rebuild(folded_weights(path), images)
+
+
+def load_for_training(path, data_dir):
+  """`load` with BatchNorm statistics measured on the first STATISTICS_IMAGES training
+  images of the prepared dataset in `data_dir`."""
+  from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  images, _ = input_pipeline.load_arrays(data_dir, "train", limit=STATISTICS_IMAGES)
+  return load(path, input_pipeline.to_float(images))
