@@ -116,6 +116,24 @@ def test_run_writes_every_output(finished):
     probabilities = (scores.astype(np.float32) - out_zero) * out_scale
     assert abs(probabilities.sum() - 1.0) < 0.25  # Softmax, up to INT8 rounding.
 
+  # The flatbuffers' validation accuracy, as the interpreter scores them image by image.
+  images, labels = input_pipeline.load_arrays(results["prepare"]["dataset_dir"], "validation")
+  for name in ("int8", "ptq_int8"):
+    scorer = Interpreter(model_path=results["convert"][name])
+    scorer.allocate_tensors()
+    (inp,), (out,) = scorer.get_input_details(), scorer.get_output_details()
+    scale, zero_point = inp["quantization"]
+    correct = 0
+    for image, label in zip(images, labels):
+      quantized = np.clip(np.rint(image / 255.0 / scale + zero_point), -128, 127)
+      scorer.set_tensor(inp["index"], quantized.astype(np.int8)[None])
+      scorer.invoke()
+      correct += int(scorer.get_tensor(out["index"])[0].argmax() == label)
+    assert results["convert"]["val_accuracy"][name] == pytest.approx(correct / len(labels))
+  with open(results["report"]["report_md"]) as f:
+    assert (f"pruned+QAT {100 * results['convert']['val_accuracy']['int8']:.2f}%, pruned+PTQ "
+            in f.read())
+
   convert_dir = os.path.join(work_dir, "convert")
   for name in ("model_int8.cc", "model_int8.h", "micro_ops.txt"):
     assert os.path.getsize(os.path.join(convert_dir, name)) > 0
@@ -344,7 +362,9 @@ def test_final_fit_without_validation_split_runs_every_step(tmp_path):
   assert results["prune"]["val_accuracy"] is None and results["qat"]["val_accuracy"] is None
   with open(results["report"]["report_md"]) as f:
     report = f.read()
-  assert report.count("n/a (no validation split") == 3  # Baseline, pruned and QAT accuracy.
+  # Baseline, pruned, QAT, and the two INT8 flatbuffers' accuracy.
+  assert report.count("n/a (no validation split") == 5
+  assert results["convert"]["val_accuracy"] == {"int8": None, "ptq_int8": None}
   with open(results["convert"]["int8"], "rb") as f:
     assert not tflite.integer_problems(f.read())
 
@@ -374,7 +394,7 @@ def test_fine_tune_on_validation_trains_the_compressed_models_on_both_splits(
   assert results["prune"]["val_accuracy"] is None and results["qat"]["val_accuracy"] is None
   with open(results["report"]["report_md"]) as f:
     report = f.read()
-  assert report.count("n/a (fine-tuned on the validation tracks too") == 2
+  assert report.count("n/a (fine-tuned on the validation tracks too") == 4
   assert "n/a (no validation split" not in report  # The baseline's is measured.
 
 

@@ -447,10 +447,27 @@ class Pipeline:
     ptq = export.export_model(model_io.load_model(results["prune"]["model"]),
                               os.path.join(out, "ptq"), ["int8"], calibration,
                               stem="pruned_ptq", write_c_array=False)
-    return {"int8": int8["models"]["int8"]["path"],
+    paths = {"int8": int8["models"]["int8"]["path"], "ptq_int8": ptq["models"]["int8"]["path"]}
+    return {**paths,
             "baseline_float32": baseline["models"]["float32"]["path"],
-            "ptq_int8": ptq["models"]["int8"]["path"],
-            "conversion": int8}
+            "conversion": int8,
+            "val_accuracy": self._flatbuffer_val_accuracies(results, paths)}
+
+  def _flatbuffer_val_accuracies(self, results, paths):
+    """{name: validation accuracy of the flatbuffer at paths[name], run by LiteRT}: what the
+    deployed model scores where runs are compared. None without a validation split, or when
+    the fine-tunes trained on it (a final fit)."""
+    # pylint: disable=g-import-not-at-top
+    from tf_gtsrb.benchmark import runners
+    from tf_gtsrb.data import input_pipeline
+    data_dir = results["prepare"]["dataset_dir"]
+    if self.config.fine_tune_on_validation or not input_pipeline.has_split(data_dir,
+                                                                          "validation"):
+      return {name: None for name in paths}
+    images, labels = input_pipeline.load_arrays(data_dir, "validation")
+    return {name: float((runners.TFLiteRunner(path).predict(images).argmax(axis=1)
+                         == labels).mean())
+            for name, path in paths.items()}
 
   def _benchmark(self, results):
     """Runs gtsrb-benchmark-tflite in a subprocess: TensorFlow's thread count (for the

@@ -80,7 +80,8 @@ def write_pipeline_report(results, config, output_dir):
       f"validation accuracy {_percent(results['prune']['val_accuracy'], why_missing)}"
       + (" after weight averaging" if "swa" in prune else "") + ".  ",
       "QAT validation accuracy (float simulation): "
-      f"{_percent(results['qat']['val_accuracy'], why_missing)}.",
+      f"{_percent(results['qat']['val_accuracy'], why_missing)}"
+      + _flatbuffer_validation(results["convert"].get("val_accuracy"), why_missing) + ".",
       "",
       bench_md.replace("# GTSRB test benchmark", "## Official test set").strip(), "",
       "## Targets", "", "| Target | Measured | Met |", "|---|---:|:---:|",
@@ -96,6 +97,15 @@ def write_pipeline_report(results, config, output_dir):
   io_utils.write_text(md_path, "\n".join(lines))
   return {"report_md": md_path, "report_json": json_path,
           "targets_met": all(ok for _, _, ok in checks)}
+
+
+def _flatbuffer_validation(accuracies, why_missing):
+  """'; INT8 flatbuffers on it (LiteRT): ...' from the convert step's validation scores."""
+  if accuracies is None:  # A convert step from before these were measured.
+    return ""
+  return ("; INT8 flatbuffers on it (LiteRT): "
+          f"pruned+QAT {_percent(accuracies['int8'], why_missing)}, "
+          f"pruned+PTQ {_percent(accuracies['ptq_int8'], why_missing)}")
 
 
 def _read_text(path):
