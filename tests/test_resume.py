@@ -11,6 +11,7 @@ other history entry is.
 
 import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 
+import dataclasses
 import glob
 import json
 import os
@@ -103,6 +104,28 @@ def test_interrupted_in_process_run_resumes_exactly(tiny_data_dir, tmp_path, mon
   assert history_b["val_accuracy"][-1] == history_a["val_accuracy"][-1]
   assert _read_json(os.path.join(config.model_dir, "state.json"))["step"] == 15
   assert not _leftovers(config.model_dir)
+
+
+def test_averaging_after_a_resume_draws_what_an_unbroken_run_draws(tiny_data_dir, tmp_path):
+  # The pipeline resumes a finished training run only to average its weights when the
+  # averaging flags are added later; the averaged model must not depend on that.
+  unbroken = dataclasses.replace(_config(tiny_data_dir, tmp_path / "a", epochs=2),
+                                 swa_epochs=2)
+  trainer.train(unbroken, verbose=0)
+  config = _config(tiny_data_dir, tmp_path / "b", epochs=2)
+  trainer.train(config, verbose=0)
+  assert not os.path.exists(os.path.join(config.model_dir, "swa.keras"))
+  trainer.train(dataclasses.replace(config, swa_epochs=2), resume=True, verbose=0)
+
+  _assert_same_weights(unbroken.model_dir, config.model_dir, "model.keras")
+  a = model_io.load_model(os.path.join(unbroken.model_dir, "swa.keras")).get_weights()
+  b = model_io.load_model(os.path.join(config.model_dir, "swa.keras")).get_weights()
+  assert any(np.abs(x - y).max() > 0 for x, y in zip(
+      a, model_io.load_model(os.path.join(unbroken.model_dir, "model.keras")).get_weights()))
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(x, y)  # Dropout masks drawn alike, batches alike.
+  assert (_read_json(os.path.join(unbroken.model_dir, "swa.json"))
+          == _read_json(os.path.join(config.model_dir, "swa.json")))
 
 
 def _train_command(data_dir, model_dir, *extra):

@@ -17,8 +17,10 @@ With `swa_epochs` set, model.keras then goes through stochastic weight
 averaging (`swa.average_weights`: that many more epochs at the constant
 `swa_learning_rate`, same loss, teacher and augmentation, weights averaged
 over their ends) into swa.keras and swa.json. The averaging settings are not
-part of the run's identity: a finished run resumed with them only averages.
-A killed averaging phase starts again from model.keras.
+part of the run's identity: a finished run resumed with them only averages,
+and gets the swa.keras an unbroken run gets (its dropout seeds are drawn from
+where they stood before training). A killed averaging phase starts again from
+model.keras.
 
 Files in `model_dir`: model.keras (best validation accuracy; the last epoch's
 weights when the dataset has no validation split), final.keras,
@@ -39,6 +41,7 @@ from tf_gtsrb import errors
 from tf_gtsrb import io_utils
 from tf_gtsrb.data import input_pipeline
 from tf_gtsrb.keras import keras
+from tf_gtsrb.keras import keras_backend
 from tf_gtsrb.models import build_model
 from tf_gtsrb.models import ensemble
 from tf_gtsrb.models import io as model_io
@@ -161,6 +164,7 @@ def train(config, resume=False, overwrite=False, verbose=1):
   callbacks = [recorder, keras.callbacks.TensorBoard(paths["logs"], update_freq="epoch")]
 
   total = config.epochs * steps
+  seeds = _seed_generator_state()
   while state["step"] < total and not state["stopped_early"]:
     # A resumed run first finishes its interrupted epoch, then runs the rest in one fit.
     epoch, in_epoch = divmod(state["step"], steps)
@@ -170,6 +174,9 @@ def train(config, resume=False, overwrite=False, verbose=1):
     trained.fit(train_ds, validation_data=val_ds, initial_epoch=epoch,
                 epochs=epoch + 1 if in_epoch else config.epochs,
                 steps_per_epoch=steps - in_epoch, callbacks=callbacks, verbose=verbose)
+  # What follows starts from the seeds the run had before training, so a finished run
+  # resumed only to average draws the same dropout masks as an unbroken one.
+  _set_seed_generator_state(seeds)
   model_io.save_model(model, paths["final.keras"])
   if config.swa_epochs:
     with strategy.scope():
@@ -194,6 +201,15 @@ def _average(config, paths, images, labels, val_ds, steps, verbose):
       config.label_smoothing, verbose=verbose, **distillation)
   model_io.save_model(model, paths["swa.keras"])
   io_utils.write_json(paths["swa.json"], record)
+
+
+def _seed_generator_state():
+  """The state of the generator Keras draws new layers' seeds from (`set_random_seed`)."""
+  return keras_backend._SEED_GENERATOR.generator.getstate()  # pylint: disable=protected-access
+
+
+def _set_seed_generator_state(state):
+  keras_backend._SEED_GENERATOR.generator.setstate(state)  # pylint: disable=protected-access
 
 
 def _random_generators(model, trained=None):
