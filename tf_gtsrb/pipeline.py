@@ -56,6 +56,7 @@ class PipelineConfig:
   max_params: int = 90000  # Pruned-model parameter budget (about 99 KB as INT8); 0: none.
   max_macs_percent: float = 40.0  # Pruned-model MAC budget, % of the baseline's; 0: none.
   prune_criterion: str = "l1"
+  prune_dropout: float = None  # The pruned model's dropout rate; None: the baseline's.
   distill_pruning: bool = False  # The pruned model also learns from the baseline (distillation).
   # More .keras models (comma-separated) averaged with the baseline into the pruned model's
   # teacher (for distill_pruning and distill_qat); None: the baseline alone.
@@ -112,6 +113,8 @@ class PipelineConfig:
           f"erase_probability must be in [0, 1], got {self.erase_probability}")
     if not 0.0 <= self.dropout < 1.0:
       raise errors.ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+    if self.prune_dropout is not None and not 0.0 <= self.prune_dropout < 1.0:
+      raise errors.ConfigError(f"prune_dropout must be in [0, 1), got {self.prune_dropout}")
     if self.prune_criterion not in PRUNE_CRITERIA:
       raise errors.ConfigError(f"unknown prune_criterion {self.prune_criterion!r}; choose one "
                                f"of {', '.join(PRUNE_CRITERIA)}")
@@ -230,6 +233,7 @@ class Pipeline:
         "prune": ({"percent": c.prune_percentages, "max_params": c.max_params,
                    "max_macs_percent": c.max_macs_percent, "criterion": c.prune_criterion,
                    "epochs": c.prune_epochs, "lr": c.prune_learning_rate,
+                   **({"dropout": c.prune_dropout} if c.prune_dropout is not None else {}),
                    **pruning_distillation,
                    **({"swa": [c.prune_swa_epochs, c.prune_swa_learning_rate]}
                       if c.prune_swa_epochs else {})}, ["analyze"]),
@@ -379,7 +383,7 @@ class Pipeline:
         max_macs=int(complexity.count_macs(model) * c.max_macs_percent / 100),
         input_size=model.input_shape[1])
     kept = channel_pruning.select_channels(model, percentages, c.prune_criterion)
-    pruned = channel_pruning.prune_kept(model, kept)
+    pruned = channel_pruning.prune_kept(model, kept, dropout=c.prune_dropout)
     train_ds, val_ds, steps = self._datasets(results)
     teacher = self._pruned_model_teacher(model) if c.distill_pruning else None
     history = compile_lib.fine_tune(pruned, train_ds, val_ds, c.prune_epochs,

@@ -63,6 +63,9 @@ flags.DEFINE_float("max_macs_percent", _DEFAULTS.max_macs_percent,
                    "percentages are raised evenly until it fits; 0: no MAC budget.")
 flags.DEFINE_enum("prune_criterion", _DEFAULTS.prune_criterion, ["l1", "bn_gamma"],
                   "Which filters go: smallest L1 norm or smallest |BN gamma|.")
+flags.DEFINE_float("prune_dropout", _DEFAULTS.prune_dropout,
+                   "Dropout rate of the pruned model (and of its QAT copy); default: the "
+                   "baseline's.")
 flags.DEFINE_bool("distill_pruning", _DEFAULTS.distill_pruning,
                   "Fine-tune the pruned model by knowledge distillation from the baseline it was "
                   "cut from (temperature 1, alpha 0.1), as well as on the labels.")

@@ -218,10 +218,14 @@ def _model_settings(model):
   return input_size, dropout, num_classes
 
 
-def prune_kept(model, kept):
-  """Returns a thinner TrafficSignCNN holding only the `kept` filters of `model`."""
+def prune_kept(model, kept, dropout=None):
+  """Returns a thinner TrafficSignCNN holding only the `kept` filters of `model`.
+
+  Its dropout rate is `dropout`, or `model`'s when None.
+  """
   kept = check_kept(model, kept)
-  input_size, dropout, num_classes = _model_settings(model)
+  input_size, model_dropout, num_classes = _model_settings(model)
+  dropout = model_dropout if dropout is None else dropout
   pruned = traffic_sign_cnn.build(
       channels=tuple(len(kept[name]) for name in CONV_LAYERS), input_size=input_size,
       dropout=dropout, num_classes=num_classes)
