@@ -95,6 +95,17 @@ def test_prune_channels_keeps_settings_and_copies_weights():
       model.get_layer("logits").get_weights()[0][kept["conv4"], :])
 
 
+def test_pruned_model_takes_another_dropout_rate_when_given():
+  model = _random_model()
+  kept = channel_pruning.select_channels(model, 50)
+  thin = channel_pruning.prune_kept(model, kept, dropout=0.0)
+  assert thin.get_layer("dropout").rate == 0.0
+  assert model.get_layer("dropout").rate == 0.5
+  x = _images()
+  np.testing.assert_array_equal(thin(x, training=False).numpy(),
+                                channel_pruning.prune_kept(model, kept)(x, training=False).numpy())
+
+
 def test_zero_percent_is_identity():
   model = _random_model()
   thin = channel_pruning.prune_channels(model, 0)

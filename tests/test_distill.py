@@ -8,6 +8,8 @@ import tensorflow as tf
 
 from tf_gtsrb import errors
 from tf_gtsrb.compression import quantization
+from tf_gtsrb.keras import keras
+from tf_gtsrb.models import traffic_sign_cnn
 from tf_gtsrb.training import compile as compile_lib
 from tf_gtsrb.training import distill
 import synthetic
@@ -39,6 +41,25 @@ def test_fine_tune_with_teacher_trains_only_the_student(batches16):
   # The caller's teacher is still a trainable model (the pipeline's baseline is the
   # teacher of its pruned model and is described after the fine-tuning).
   assert teacher.trainable and len(teacher.trainable_weights) == len(student.trainable_weights)
+
+
+def test_logged_loss_is_the_objective_and_val_loss_the_label_loss(batches16):
+  images, labels = next(iter(batches16))
+  one_batch = tf.data.Dataset.from_tensors((images, labels))
+  keras.utils.set_random_seed(0)
+  student = traffic_sign_cnn.build(channels=(4, 8, 8, 16), input_size=synthetic.TINY_SIZE,
+                                   dropout=0.0)
+  teacher = synthetic.tiny_cnn(seed=1)
+  distiller = distill.Distiller(student, teacher, temperature=2.0, alpha=0.3)
+  compile_lib.compile_model(distiller, 0.0, label_smoothing=0.1)  # Weights stay put.
+  label_loss = compile_lib.SparseSmoothedCrossentropy(0.1)
+  training_outputs = student(images, training=True)
+  objective = (0.3 * float(label_loss(labels, training_outputs))
+               + 0.7 * float(distiller.distillation_loss(teacher(images), training_outputs)))
+  history = distiller.fit(one_batch, validation_data=one_batch, epochs=1, verbose=0).history
+  assert history["loss"][0] == pytest.approx(objective, rel=1e-4)
+  assert history["val_loss"][0] == pytest.approx(
+      float(label_loss(labels, student(images, training=False))), rel=1e-4)
 
 
 def test_student_learns_the_teachers_answers(batches16):

@@ -587,6 +587,7 @@ def test_unknown_step_is_a_config_error(tmp_path, kwargs):
     {"distill_pruning": True, "pruning_teachers": "no/such/teacher.keras"},
     {"swa_epochs": -1}, {"swa_learning_rate": 0.0},
     {"prune_swa_epochs": -1}, {"prune_swa_learning_rate": 0.0},
+    {"prune_dropout": 1.0}, {"prune_dropout": -0.1},
     {"val_fraction": 0.0, "fine_tune_on_validation": True},
     {"distill_pruning": True, "distill_mixup": -0.5},
     {"distill_mixup": 0.4},  # Mixup without a distillation to mix for.

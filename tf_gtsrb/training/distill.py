@@ -52,7 +52,9 @@ class Distiller(keras.Model):
   """Trains `student` against `teacher` (frozen); evaluates and predicts with the student.
 
   Compile with the student's loss (on labels) and metrics; `fit` trains the
-  student's weights in place, so the student is what you save afterwards.
+  student's weights in place, so the student is what you save afterwards. The
+  logged training `loss` is the objective it minimises (label and distillation
+  terms); `val_loss` is the compiled loss on the labels alone.
   """
 
   def __init__(self, student, teacher, temperature=DEFAULT_TEMPERATURE, alpha=DEFAULT_ALPHA,
@@ -82,6 +84,7 @@ class Distiller(keras.Model):
     # checkpoint can hold the mixing sequence and a resumed run mixes as an unbroken one.
     self.mixup_rng = (tf.random.Generator.from_seed(np.random.randint(2**31 - 1))
                       if self.mixup else None)
+    self.loss_tracker = keras.metrics.Mean(name="loss")
 
   def call(self, inputs, training=False):
     return self.student(inputs, training=training)
@@ -97,6 +100,19 @@ class Distiller(keras.Model):
     """`mix` with this distillation's strength and generator."""
     return mix(images, labels, self.mixup, self.mixup_rng)
 
+  @property
+  def metrics(self):
+    # The objective's own tracker instead of the compiled loss's (which would log the
+    # label term alone as 'loss'), then the compiled metrics.
+    return [self.loss_tracker] + (self.compiled_metrics.metrics if self.compiled_metrics else [])
+
+  def label_loss(self, labels, probabilities):
+    """The compiled loss on `labels` plus the student's regularisation losses."""
+    loss = self.loss(labels, probabilities)
+    if self.student.losses:
+      loss += tf.add_n(self.student.losses)
+    return loss
+
   def train_step(self, data):
     images, labels = data
     if self.mixup:
@@ -104,23 +120,22 @@ class Distiller(keras.Model):
     teacher_probabilities = self.teacher(images, training=False)
     with tf.GradientTape() as tape:
       student_probabilities = self.student(images, training=True)
-      label_loss = self.compiled_loss(labels, student_probabilities)
+      label_loss = self.label_loss(labels, student_probabilities)
       if self.mixup:
-        label_loss = lam * label_loss + (1 - lam) * self.compiled_loss(
+        label_loss = lam * label_loss + (1 - lam) * self.label_loss(
             other_labels, student_probabilities)
-      if self.student.losses:
-        label_loss += tf.add_n(self.student.losses)
       loss = (self.alpha * label_loss
               + (1 - self.alpha) * self.distillation_loss(teacher_probabilities,
                                                           student_probabilities))
     variables = self.student.trainable_variables
     self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    self.loss_tracker.update_state(loss)
     self.compiled_metrics.update_state(labels, student_probabilities)
-    return {"loss": loss, **{m.name: m.result() for m in self.metrics if m.name != "loss"}}
+    return {m.name: m.result() for m in self.metrics}
 
   def test_step(self, data):
     images, labels = data
     probabilities = self.student(images, training=False)
-    self.compiled_loss(labels, probabilities, regularization_losses=self.student.losses)
+    self.loss_tracker.update_state(self.label_loss(labels, probabilities))
     self.compiled_metrics.update_state(labels, probabilities)
     return {m.name: m.result() for m in self.metrics}
