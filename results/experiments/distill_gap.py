@@ -19,20 +19,16 @@ from tf_gtsrb.training import distill
 BATCHES = 20
 
 
-def kl(teacher, student):
-  t, s = np.clip(teacher, 1e-7, 1.0), np.clip(student, 1e-7, 1.0)
-  return float(np.mean(np.sum(t * np.log(t / s), axis=1)))
-
-
 def main(dataset_dir, student_path, teacher_spec):
   student = model_io.load_model(student_path)
   teacher = ensemble.load_teacher(teacher_spec)
+  gap = distill.Distiller(student, teacher, temperature=1.0).distillation_loss
   rng = tf.random.Generator.from_seed(1)
   clean, mixed = [], []
   for images, labels in input_pipeline.train_dataset(dataset_dir, 128, seed=0).take(BATCHES):
-    clean.append(kl(teacher(images, training=False), student(images, training=True)))
+    clean.append(float(gap(teacher(images, training=False), student(images, training=True))))
     blends, _, _ = distill.mix(images, labels, 1.0, rng)
-    mixed.append(kl(teacher(blends, training=False), student(blends, training=True)))
+    mixed.append(float(gap(teacher(blends, training=False), student(blends, training=True))))
   print(f"{BATCHES} batches of 128 augmented training images")
   print(f"KL(teacher || student), clean: {np.mean(clean):.3f} nats per image")
   print(f"KL(teacher || student), mixed: {np.mean(mixed):.3f} nats per image")
