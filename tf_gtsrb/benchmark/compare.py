@@ -116,7 +116,8 @@ def benchmark_models(model_specs, images, labels, threads=1, latency_rounds=100,
 
   Returns:
     {'models': {name: {...}}, 'ratios': {name: {...}}, 'reference': name,
-     'settings': {...}, 'predictions': {name: class ids [N]}}. Each model entry
+     'settings': {...}, 'predictions': {name: class ids [N]},
+     'confidences': {name: the predicted class's probability [N]}}. Each model entry
     has format, input_type, metrics (classification_report), latency,
     throughput_images_per_s, macs, params, params_source, file_size_bytes,
     gzip_size_bytes and (with measure_memory) memory.
@@ -151,7 +152,7 @@ def benchmark_models(model_specs, images, labels, threads=1, latency_rounds=100,
 
   runners = {name: runners_lib.load_runner(model, num_threads=threads, name=name)
              for name, model in model_specs.items()}
-  results, predictions = {}, {}
+  results, predictions, confidences = {}, {}, {}
   for name, runner in runners.items():
     probabilities = runner.predict(images, batch_size=batch_size)
     if probabilities.shape != (len(images), num_classes):
@@ -159,6 +160,7 @@ def benchmark_models(model_specs, images, labels, threads=1, latency_rounds=100,
           f"{runner.source}: expected {num_classes} class probabilities per image, got "
           f"output shape {probabilities.shape[1:]}")
     predictions[name] = probabilities.argmax(axis=1)
+    confidences[name] = probabilities.max(axis=1)
     macs, params, params_source = _complexity(runner)
     size, gzipped = _file_sizes(model_specs[name])
     results[name] = {
@@ -195,6 +197,7 @@ def benchmark_models(model_specs, images, labels, threads=1, latency_rounds=100,
                    "num_images": int(len(images)),
                    "latency_image_index": int(latency_image_index)},
       "predictions": predictions,
+      "confidences": confidences,
   }
 
 

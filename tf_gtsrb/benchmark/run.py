@@ -1,8 +1,9 @@
 """One benchmark run on a prepared split: score, time and compare models, write the report.
 
 Writes benchmark.json, benchmark.md (the metrics and performance tables plus
-ratios against the reference model and the agreement check) and a confusion
-matrix PNG per model.
+ratios against the reference model and the agreement check), a confusion
+matrix PNG per model and predictions.npz (every image's predicted class and
+confidence per model, `predictions.load_predictions`).
 """
 
 import os
@@ -11,6 +12,7 @@ import platform
 from tf_gtsrb import errors
 from tf_gtsrb import io_utils
 from tf_gtsrb.benchmark import compare
+from tf_gtsrb.benchmark import predictions as predictions_lib
 from tf_gtsrb.data import input_pipeline
 from tf_gtsrb.data.class_names import CLASS_NAMES
 from tf_gtsrb.evaluation import plots
@@ -47,6 +49,7 @@ def run_benchmark(specs, data_dir, output_dir, split="test", limit=None, threads
       specs, images, labels, threads=threads, latency_rounds=latency_rounds, warmup=warmup,
       batch_size=batch_size, reference=reference, measure_memory=measure_memory)
   predictions = result.pop("predictions")
+  confidences = result.pop("confidences")
   result["machine"] = {"cpu": cpu_name(), "threads": threads, "platform": platform.platform()}
   result["data"] = {"data_dir": os.path.abspath(data_dir), "split": split,
                     "num_images": int(len(images))}
@@ -67,6 +70,8 @@ def run_benchmark(specs, data_dir, output_dir, split="test", limit=None, threads
     entry["confusion_matrix_png"] = path
   markdown = compare.markdown_report(result, title=f"GTSRB {split} benchmark",
                                      header_lines=[machine] + check_lines)
+  predictions_lib.save_predictions(os.path.join(output_dir, predictions_lib.FILE_NAME),
+                                  labels, predictions, confidences)
   io_utils.write_json(os.path.join(output_dir, "benchmark.json"), result)
   io_utils.write_text(os.path.join(output_dir, "benchmark.md"), markdown)
   result["markdown"] = markdown
