@@ -31,14 +31,17 @@ and with averaging swa.keras and swa.json.
 import dataclasses
 import glob
 import json
+import math
 import os
 import shutil
+import tempfile
 
 from absl import logging
 import tensorflow as tf
 
 from tf_gtsrb import errors
 from tf_gtsrb import io_utils
+from tf_gtsrb import locking
 from tf_gtsrb.data import input_pipeline
 from tf_gtsrb.keras import keras
 from tf_gtsrb.keras import keras_backend
@@ -82,6 +85,16 @@ class TrainConfig:
   swa_learning_rate: float = swa.DEFAULT_LEARNING_RATE
 
   def validate(self):
+    for field in dataclasses.fields(self):
+      value = getattr(self, field.name)
+      if isinstance(value, float) and not math.isfinite(value):
+        raise errors.ConfigError(f"{field.name} must be a finite number, got {value}")
+    for name in ("steps_per_epoch", "early_stopping_patience", "warmup_epochs"):
+      if getattr(self, name) < 0:
+        raise errors.ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+    if self.checkpoint_every_steps < 1:
+      raise errors.ConfigError(
+          f"checkpoint_every_steps must be >= 1, got {self.checkpoint_every_steps}")
     if self.epochs < 1 or self.batch_size < 1:
       raise errors.ConfigError(f"epochs and batch_size must be >= 1: {self.epochs}, {self.batch_size}")
     if self.schedule not in SCHEDULES:
@@ -118,8 +131,44 @@ def _paths(model_dir):
 
 
 def train(config, resume=False, overwrite=False, verbose=1):
-  """Trains per `config`; returns the history dict. See the module docstring."""
+  """Trains per `config`; returns the history dict. See the module docstring.
+
+  Holds the lock of `config.model_dir` throughout: a second writer is refused.
+  """
   config.validate()
+  role = distribute.worker_role(config.strategy)
+  if role is not None and not role.is_chief:
+    return _train_as_worker(config, role, resume, overwrite, verbose)
+  with locking.directory_lock(config.model_dir):
+    return _cluster_errors(config, _train_locked, config, resume, overwrite, verbose)
+
+
+def _train_as_worker(config, role, resume, overwrite, verbose):
+  """A non-chief worker of a multi-worker run: it runs every step with the chief (the
+  collective ops need it) but writes into a temporary directory, deleted at the end."""
+  with tempfile.TemporaryDirectory(prefix=f"gtsrb-{role.task_type}{role.index}-") as scratch:
+    model_dir = os.path.join(scratch, "run")
+    if resume and os.path.isdir(config.model_dir):
+      shutil.copytree(config.model_dir, model_dir)  # The chief's state to resume from.
+    worker_config = dataclasses.replace(config, model_dir=model_dir)
+    return _cluster_errors(config, _train_locked, worker_config, resume, overwrite, verbose)
+
+
+def _cluster_errors(config, function, *args):
+  """Runs `function(*args)`; under multi_worker a lost peer becomes a one-line GtsrbError."""
+  if config.strategy != "multi_worker":
+    return function(*args)
+  try:
+    return function(*args)
+  except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+          tf.errors.CancelledError, tf.errors.AbortedError) as e:
+    first_line = (e.message or type(e).__name__).strip().splitlines()[0]
+    raise errors.GtsrbError(
+        f"{config.model_dir}: multi-worker training stopped: a worker of the cluster failed "
+        f"or cannot be reached ({first_line}); restart every worker with --resume") from e
+
+
+def _train_locked(config, resume, overwrite, verbose):
   # Fail on a bad dataset before touching the model directory.
   num_train = input_pipeline.split_size(config.data_dir, "train")
   has_validation = input_pipeline.has_split(config.data_dir, "validation")
@@ -159,6 +208,8 @@ def train(config, resume=False, overwrite=False, verbose=1):
   images, labels = input_pipeline.load_arrays(config.data_dir, "train")
   val_ds = (input_pipeline.eval_dataset(config.data_dir, "validation", config.batch_size)
             if has_validation else None)
+  if val_ds is not None and config.strategy == "multi_worker":
+    val_ds = val_ds.with_options(_shard_by_data())  # One TFRecord file: shard the examples.
   _log_example_images(paths["logs"], images[:8], state["step"])
   recorder = _StateRecorder(config, paths, manager, state, model)
   callbacks = [recorder, keras.callbacks.TensorBoard(paths["logs"], update_freq="epoch")]
@@ -201,6 +252,12 @@ def _average(config, paths, images, labels, val_ds, steps, verbose):
       config.label_smoothing, verbose=verbose, **distillation)
   model_io.save_model(model, paths["swa.keras"])
   io_utils.write_json(paths["swa.json"], record)
+
+
+def _shard_by_data():
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+  return options
 
 
 def _seed_generator_state():
