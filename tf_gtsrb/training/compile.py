@@ -49,6 +49,25 @@ def compile_model(model, learning_rate=1e-3, label_smoothing=0.0):
   return model
 
 
+class LearningRateLogger(keras.callbacks.Callback):
+  """Adds the optimizer's current learning rate to each epoch's logs as `learning_rate`."""
+
+  def on_epoch_end(self, epoch, logs=None):
+    if logs is None:
+      return
+    optimizer = self.model.optimizer
+    rate = optimizer.learning_rate
+    if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+      rate = rate(optimizer.iterations)
+    logs["learning_rate"] = float(keras.backend.get_value(rate))
+
+
+def training_logs(log_dir):
+  """Callbacks that log losses, accuracies and the learning rate per epoch to TensorBoard
+  under `log_dir` (the learning rate first, so TensorBoard sees it)."""
+  return [LearningRateLogger(), keras.callbacks.TensorBoard(log_dir, update_freq="epoch")]
+
+
 def fine_tune(model, train_ds, val_ds, epochs, learning_rate=1e-4,
               label_smoothing=DEFAULT_LABEL_SMOOTHING,
               callbacks=(), steps_per_epoch=None, verbose=2, teacher=None,

@@ -75,7 +75,7 @@ def recompute_batch_norm(model, batches, steps, mixup=0.0, seed=0):
 def average_weights(model, train_ds, val_ds, epochs, steps_per_epoch,
                     learning_rate=DEFAULT_LEARNING_RATE,
                     label_smoothing=compile_lib.DEFAULT_LABEL_SMOOTHING, verbose=2,
-                    **distillation):
+                    callbacks=(), **distillation):
   """Fine-tunes `model` in place for `epochs` and leaves it holding their average.
 
   `train_ds` is an endless training dataset (`input_pipeline.train_dataset`);
@@ -84,14 +84,14 @@ def average_weights(model, train_ds, val_ds, epochs, steps_per_epoch,
   {"val_accuracy": per-epoch validation accuracy of the single-epoch weights,
   "average_val_accuracy": that of the average}
   (empty/None without `val_ds`). `distillation` (teacher and the distill_*
-  settings) goes to `compile_lib.fine_tune`.
+  settings) goes to `compile_lib.fine_tune`, with `callbacks` (e.g. `training_logs`).
   """
   if epochs < 1:
     raise errors.ConfigError(f"weight averaging needs >= 1 epoch, got {epochs}")
   averager = EpochAverage(model)
   history = compile_lib.fine_tune(
       model, train_ds, val_ds, epochs, learning_rate, label_smoothing=label_smoothing,
-      callbacks=[averager], steps_per_epoch=steps_per_epoch, verbose=verbose, **distillation)
+      callbacks=[averager, *callbacks], steps_per_epoch=steps_per_epoch, verbose=verbose, **distillation)
   model.set_weights(averager.average())
   distilled = distillation.get("teacher") is not None
   mixup = (distillation.get("distill_mixup") or 0.0) if distilled else 0.0

@@ -212,7 +212,8 @@ def _train_locked(config, resume, overwrite, verbose):
     val_ds = val_ds.with_options(_shard_by_data())  # One TFRecord file: shard the examples.
   _log_example_images(paths["logs"], images[:8], state["step"])
   recorder = _StateRecorder(config, paths, manager, state, model)
-  callbacks = [recorder, keras.callbacks.TensorBoard(paths["logs"], update_freq="epoch")]
+  callbacks = [compile_lib.LearningRateLogger(), recorder,
+               keras.callbacks.TensorBoard(paths["logs"], update_freq="epoch")]
 
   total = config.epochs * steps
   seeds = _seed_generator_state()
