@@ -205,7 +205,7 @@ def test_parse_model_specs():
 def test_benchmark_models(model_files, images, labels):
   result = compare.benchmark_models(model_files, images, labels, latency_rounds=3, warmup=1,
                                     batch_size=16, reference="keras_float")
-  assert set(result) == {"models", "ratios", "reference", "settings", "predictions"}
+  assert set(result) == {"models", "ratios", "reference", "settings", "predictions", "confidences"}
   assert list(result["models"]) == list(model_files)
   for name, entry in result["models"].items():
     for key in ("metrics", "latency", "throughput_images_per_s", "macs", "params",

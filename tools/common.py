@@ -4,6 +4,8 @@ Flag checks raise errors.ConfigError, which `run` reports as `error: ...` with
 exit status 1. This module loads no TensorFlow, so flag errors come quickly.
 """
 
+import dataclasses
+import math
 import os
 import sys
 
@@ -22,26 +24,174 @@ _REQUIRED_HINTS = {
 }
 
 
-def run(main):
-  """Runs `main()` (no arguments) as an absl app; exits with its status (None: 0).
+@dataclasses.dataclass(frozen=True)
+class Range:
+  """The values a numeric flag may take: finite, in [low, high] (an end open or absent);
+  with `or_zero`, 0 (off) too."""
+  low: float = None
+  high: float = None
+  low_open: bool = False
+  high_open: bool = False
+  or_zero: bool = False
 
-  Extra positional arguments are a usage error. absl logging is lowered to
-  WARNING unless --verbosity is given (TensorFlow logs a lot at INFO). A
-  GtsrbError becomes `error: <message>` on stderr and exit status 1.
+  def problem(self, value):
+    """Why `value` is refused ("must be ..."), or None when it is allowed."""
+    if self.or_zero and value == 0:
+      return None
+    below = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+    above = self.high is not None and (value >= self.high if self.high_open
+                                       else value > self.high)
+    if not math.isfinite(value) or below or above:
+      return "must be " + ("0 or " if self.or_zero else "") + self.text()
+    return None
+
+  def text(self):
+    if self.low is not None and self.high is not None:
+      return (f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+              f"{')' if self.high_open else ']'}")
+    if self.low is not None:
+      return f"{'>' if self.low_open else '>='} {self.low:g}"
+    return "a finite number"
+
+
+_COUNT = Range(1)
+_NON_NEGATIVE = Range(0)
+_RATE = Range(0, low_open=True)
+_FRACTION = Range(0, 1)
+_PERCENT = Range(0, 100, high_open=True)
+
+# The range of every numeric flag a tool defines, by flag name (one meaning per name
+# across tools; a tool may narrow it in its own checks). `run` checks them before any
+# work, and for list flags every element; every float flag must also be finite.
+FLAG_RANGES = {
+    "balance_target": _NON_NEGATIVE,
+    "batch_size": _COUNT,
+    "channels": _COUNT,
+    "checkpoint_every_steps": _COUNT,
+    "cluster": Range(2, 256, or_zero=True),
+    "distill_alpha": _FRACTION,
+    "distill_mixup": _NON_NEGATIVE,
+    "distill_temperature": _RATE,
+    "early_stopping_patience": _NON_NEGATIVE,
+    "epochs": _NON_NEGATIVE,
+    "erase_probability": _FRACTION,
+    "frames_per_track": _COUNT,
+    "image_size": _COUNT,
+    "label_smoothing": Range(0, 1, high_open=True),
+    "latency_rounds": _COUNT,
+    "learning_rate": _RATE,
+    "limit": _COUNT,
+    "max_pairs": _COUNT,
+    "max_percent": _PERCENT,
+    "min_agreement": _FRACTION,
+    "num_calibration_images": _COUNT,
+    "num_images": _COUNT,
+    "percent": _PERCENT,
+    "percentages": _PERCENT,
+    "seed": _NON_NEGATIVE,
+    "split_seed": _NON_NEGATIVE,
+    "steps": _COUNT,
+    "steps_per_epoch": _NON_NEGATIVE,
+    "swa_epochs": _NON_NEGATIVE,
+    "swa_learning_rate": _RATE,
+    "target_sparsity": Range(0, 1, high_open=True),
+    "test_per_class": _COUNT,
+    "threads": _COUNT,
+    "threshold": _FRACTION,
+    "tracks_per_class": _COUNT,
+    "val_fraction": Range(0, 1, high_open=True),
+    "verbose": Range(0, 2),
+    "warmup": _NON_NEGATIVE,
+    "warmup_epochs": _NON_NEGATIVE,
+}
+
+# List flags that hold names, not numbers (not range-checked).
+TEXT_LIST_FLAGS = frozenset({"modes", "agreement"})
+
+
+def check_flag_ranges(flag_values=FLAGS):
+  """ConfigError for the first set numeric flag outside FLAG_RANGES, or non-finite float."""
+  for name in sorted(flag_values):
+    flag = flag_values[name]
+    value = flag.value
+    if value is None or isinstance(value, bool):
+      continue
+    values = value if isinstance(value, list) else [value]
+    allowed = FLAG_RANGES.get(name)
+    for item in values:
+      if isinstance(value, list):
+        if name in TEXT_LIST_FLAGS or allowed is None:
+          break
+        try:
+          item = float(item)
+        except (TypeError, ValueError):
+          raise errors.ConfigError(f"--{name}: {item!r} is not a number") from None
+      if not isinstance(item, (int, float)):
+        continue
+      problem = (allowed.problem(item) if allowed is not None
+                 else None if math.isfinite(item) else "must be a finite number")
+      if problem:
+        raise errors.ConfigError(f"--{name} {problem}, got {','.join(map(str, values))}"
+                                 if isinstance(value, list) else
+                                 f"--{name} {problem}, got {item}")
+
+
+def run(main, takes_args=False):
+  """Runs `main()` as an absl app; exits with its status (None: 0).
+
+  With `takes_args`, `main(args)` gets the positional arguments; otherwise
+  they are a usage error. `--help` prints the tool module's docstring and its
+  flags and exits 0. absl logging is lowered to
+  WARNING unless --verbosity is given (TensorFlow logs a lot at INFO). Numeric
+  flags are checked against FLAG_RANGES before `main` runs. A GtsrbError
+  becomes `error: <message>` on stderr and exit status 1.
   """
   def _main(argv):
-    if len(argv) > 1:
+    if len(argv) > 1 and not takes_args:
       raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS["verbosity"].present:
       logging.set_verbosity(logging.WARNING)
     try:
-      status = main()
+      check_flag_ranges()
+      status = main(argv[1:]) if takes_args else main()
     except errors.GtsrbError as e:
       print(f"error: {e}", file=sys.stderr)
       return 1
     return 0 if status is None else status
 
-  app.run(_main)
+  _show_tool_in_help(sys.modules[main.__module__])
+  app.run(_main, flags_parser=_parse_flags)
+
+
+# The flags after which absl prints help, then exits with status 1.
+_HELP_ARGS = frozenset(f"{dashes}{name}" for dashes in ("-", "--")
+                       for name in ("help", "helpshort", "helpfull", "?"))
+
+
+def _show_tool_in_help(tool):
+  """Makes absl's --help describe `tool`: its docstring and its flags.
+
+  absl prints the docstring of `__main__` and the flags of the module named
+  sys.argv[0]; under a console script `__main__` is the installed wrapper,
+  which has neither. Flags a tool defines through this module's `define_*`
+  helpers are the tool's too.
+  """
+  main_module = sys.modules["__main__"]
+  if tool is not main_module and tool.__doc__:
+    main_module.__doc__ = tool.__doc__
+  for module_name in (tool.__name__, __name__):
+    for flag in FLAGS.get_flags_for_module(module_name):
+      FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
+
+def _parse_flags(argv):
+  """absl's flag parsing, with exit status 0 after --help."""
+  try:
+    return app.parse_flags_with_usage(argv)
+  except SystemExit as e:
+    if e.code == 1 and _HELP_ARGS.intersection(argv[1:]):
+      raise SystemExit(0) from None
+    raise
 
 
 def define_fine_tuning_flags(epochs, learning_rate, what="Fine-tuning"):

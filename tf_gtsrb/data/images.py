@@ -5,16 +5,18 @@ import warnings
 
 import numpy as np
 from PIL import Image
+from PIL import ImageOps
 
 from tf_gtsrb import errors
 
 MAX_PIXELS = 4096 * 4096
 
 
-def decode_image(data, source):
+def decode_image(data, source, exif_transpose=False):
   """Decodes image bytes to an RGB uint8 array of shape (H, W, 3).
 
-  RGBA is composited on black, palette and greyscale images are expanded.
+  RGBA is composited on black, palette and greyscale images are expanded;
+  `exif_transpose` turns a photo upright as its EXIF orientation says.
   Corrupt, truncated or empty data raises DataError naming `source`.
   """
   if not data:
@@ -27,12 +29,21 @@ def decode_image(data, source):
           raise errors.DataError(
               f"{source}: image of {image.width}x{image.height} pixels is too large")
         image.load()
-        return np.asarray(_to_rgb(image), dtype=np.uint8)
+        if exif_transpose:
+          image = ImageOps.exif_transpose(image)
+        return to_rgb_array(image)
   except errors.DataError:
     raise
   except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning,
           Image.DecompressionBombError, EOFError) as e:
+    if isinstance(e, Image.UnidentifiedImageError):  # Its text names a BytesIO, not the file.
+      raise errors.DataError(f"{source}: not an image (unknown or unsupported format)") from e
     raise errors.DataError(f"{source}: cannot decode image: {e}") from e
+
+
+def to_rgb_array(image):
+  """A PIL image of any mode as an RGB uint8 array (H, W, 3), converted as `decode_image` does."""
+  return np.asarray(_to_rgb(image), dtype=np.uint8)
 
 
 def _to_rgb(image):

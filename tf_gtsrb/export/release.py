@@ -1,10 +1,16 @@
 """Copies a pipeline run's deployable artifacts into a release folder with a README.
 
-The README's numbers are read from the run's report, never typed in.
+The README's numbers are read from the run's report, never typed in. The
+release manifest (`MANIFEST.json`) ties every released file to its SHA-256 and
+size, and every released `.tflite` to its measured accuracy.
 """
 
+import hashlib
 import os
 
+import numpy as np
+
+from tf_gtsrb import errors
 from tf_gtsrb import io_utils
 from tf_gtsrb.evaluation import pipeline_report
 
@@ -89,3 +95,143 @@ def readme_text(report, conversion, command):
       "", f"Latency measured on: {report['benchmark']['machine']['cpu']}, "
       f"{report['benchmark']['machine']['threads']} thread(s).", ""]
   return "\n".join(lines)
+
+
+MANIFEST_FILE = "MANIFEST.json"
+# How `sample_correct` is measured: the bundled sample's official test images,
+# fed as `runners.TFLiteRunner` feeds them, through LiteRT's reference kernels.
+SAMPLE_RUNTIME = "litert-reference-kernels"
+# Released file name -> its model's name in report.json.
+REPORT_NAMES = {
+    FILES["baseline_float"]: pipeline_report.FLOAT_TFLITE_NAME,
+    FILES["int8"]: pipeline_report.INT8_NAME,
+}
+
+
+def file_digest(path):
+  """{'sha256': hex digest, 'bytes': size} of the file at `path`."""
+  digest = hashlib.sha256()
+  size = 0
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+      size += len(block)
+  return {"sha256": digest.hexdigest(), "bytes": size}
+
+
+def released_files(models_dir):
+  """Relative paths ('/'-separated) of every file under `models_dir` but the manifest.
+
+  Hidden names (temporary files of an interrupted write) are left out.
+  """
+  names = []
+  for root, dirs, files in os.walk(models_dir):
+    dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    for name in files:
+      rel = os.path.relpath(os.path.join(root, name), models_dir).replace(os.sep, "/")
+      if not name.startswith(".") and rel != MANIFEST_FILE:
+        names.append(rel)
+  return sorted(names)
+
+
+def report_metrics(report):
+  """Test-set metrics of the released `.tflite` files, from a pipeline report.
+
+  Returns {file name: {'report_name', 'test_accuracy': {'litert': ..},
+  'test_correct', 'test_images'}}; `test_correct` is the confusion matrix's trace.
+  """
+  models = report["benchmark"]["models"]
+  metrics = {}
+  for file_name, report_name in REPORT_NAMES.items():
+    if report_name not in models:
+      continue
+    scores = models[report_name]["metrics"]
+    matrix = np.asarray(scores["confusion_matrix"])
+    metrics[file_name] = {
+        "report_name": report_name,
+        "test_accuracy": {"litert": scores["accuracy"]},
+        "test_correct": int(np.trace(matrix)),
+        "test_images": int(matrix.sum()),
+    }
+  return metrics
+
+
+def count_correct(model, images, labels):
+  """How many of `images` (uint8 [N, S, S, 3]) the `.tflite` `model` (path or bytes)
+  classifies as `labels`, run through LiteRT's reference kernels."""
+  from tf_gtsrb.benchmark import runners  # pylint: disable=g-import-not-at-top
+  runner = runners.TFLiteRunner(model, reference_kernels=True)
+  predicted = np.argmax(runner.predict(images), axis=1)
+  return int(np.sum(predicted == np.asarray(labels)))
+
+
+def build_manifest(models_dir, sample_images, sample_labels, previous=None):
+  """The manifest of `models_dir`: every file's SHA-256 and size; per `.tflite`, metrics.
+
+  A model's metrics are those of `previous` (a manifest whose measurements other
+  tools added, e.g. another runtime's accuracy), updated with report.json's
+  test metrics and a fresh count of correct sample images (`sample_correct`
+  of `sample_images`).
+  """
+  files = {name: file_digest(os.path.join(models_dir, name))
+           for name in released_files(models_dir)}
+  report_path = os.path.join(models_dir, FILES["report"])
+  from_report = report_metrics(io_utils.read_json(report_path)) \
+      if os.path.exists(report_path) else {}
+  old = (previous or {}).get("metrics", {})
+  metrics = {}
+  for name in files:
+    if not name.endswith(".tflite"):
+      continue
+    entry = dict(old.get(name, {}))
+    new = from_report.get(name, {})
+    accuracy = {**entry.get("test_accuracy", {}), **new.get("test_accuracy", {})}
+    entry.update(new)
+    if accuracy:
+      entry["test_accuracy"] = accuracy
+    entry["sample_correct"] = count_correct(os.path.join(models_dir, name), sample_images,
+                                            sample_labels)
+    entry["sample_images"] = len(sample_labels)
+    metrics[name] = entry
+  return {"files": files, "metrics": metrics,
+          "sample": {"split": "test", "runtime": SAMPLE_RUNTIME}}
+
+
+def manifest_problems(models_dir, manifest):
+  """What in `models_dir` disagrees with `manifest`: one line per file; [] when all match."""
+  listed = manifest.get("files", {})
+  present = released_files(models_dir)
+  problems = [f"{name}: not in {MANIFEST_FILE}" for name in present if name not in listed]
+  for name, expected in sorted(listed.items()):
+    path = os.path.join(models_dir, name)
+    if not os.path.isfile(path):
+      problems.append(f"{name}: listed in {MANIFEST_FILE} but missing")
+      continue
+    actual = file_digest(path)
+    for key in ("bytes", "sha256"):
+      if actual[key] != expected.get(key):
+        problems.append(f"{name}: {key} is {actual[key]}, {MANIFEST_FILE} says "
+                        f"{expected.get(key)}")
+  return problems
+
+
+def write_manifest(models_dir, data_dir=None):
+  """Measures `models_dir` and writes its MANIFEST.json; returns (path, manifest).
+
+  `data_dir` is a prepared dataset whose test split holds the sample images; by
+  default the bundled sample is prepared in a temporary directory.
+  """
+  import tempfile  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.data import prepare  # pylint: disable=g-import-not-at-top
+  if not os.path.isdir(models_dir):
+    raise errors.ConfigError(f"{models_dir}: models directory not found")
+  path = os.path.join(models_dir, MANIFEST_FILE)
+  previous = io_utils.read_json(path) if os.path.exists(path) else None
+  with tempfile.TemporaryDirectory() as tmp:
+    if data_dir is None:
+      data_dir = prepare.prepare_dataset(tmp, source="official", balance_target=0)["dataset_dir"]
+    images, labels = input_pipeline.load_arrays(data_dir, "test")
+    manifest = build_manifest(models_dir, images, labels, previous)
+  io_utils.write_json(path, manifest)
+  return path, manifest
