@@ -51,13 +51,16 @@ class TFLiteRunner:
 
   kind = "tflite"
 
-  def __init__(self, model, num_threads=1, name=None):
+  def __init__(self, model, num_threads=1, name=None, reference_kernels=False):
     """`model` is a .tflite path or the model bytes.
 
+    `reference_kernels` runs LiteRT's reference kernels (BUILTIN_REF, no XNNPACK
+    delegate): slower, but the same results on every CPU.
     Raises ModelError naming the file when it is missing, empty, truncated,
     not a TFLite flatbuffer, or its input is not an RGB image tensor.
     """
     from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
+    from ai_edge_litert.interpreter import OpResolverType  # pylint: disable=g-import-not-at-top
 
     if isinstance(model, (str, os.PathLike)):
       self.path = os.fspath(model)
@@ -82,7 +85,10 @@ class TFLiteRunner:
     if self.num_threads < 1:
       raise errors.ConfigError(f"num_threads must be >= 1, got {num_threads}")
     try:
-      self._interpreter = Interpreter(model_content=self.content, num_threads=self.num_threads)
+      resolver = {"experimental_op_resolver_type": OpResolverType.BUILTIN_REF} \
+          if reference_kernels else {}
+      self._interpreter = Interpreter(model_content=self.content, num_threads=self.num_threads,
+                                      **resolver)
       self._interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as e:
       raise errors.ModelError(f"{self.source}: the interpreter cannot load the model: {e}") from e
