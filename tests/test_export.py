@@ -234,7 +234,7 @@ def test_convert_tool_end_to_end(tmp_path, model, tiny_data_dir):
   assert int8["io"]["inputs"][0]["zero_point"] == -128
   assert int8["arena"]["estimate_bytes"] > 0
   with open(out / "model_int8.cc") as f:
-    assert c_array.parse_c_array(f.read()) == tflite.load_tflite(str(out / "model_int8.tflite"))
+    assert c_array.parse_c_array(f.read(), c_array.array_name_for("model_int8")) == tflite.load_tflite(str(out / "model_int8.tflite"))
   assert "int8 input quantization" in done.stdout
 
 

@@ -35,7 +35,9 @@ flags.DEFINE_integer("num_calibration_images", 500,
 flags.DEFINE_boolean("c_array", True,
                      "Also write the int8 model as a C array (model_int8.cc/.h) and the "
                      "TFLite Micro op resolver lines (micro_ops.txt).")
-flags.DEFINE_string("array_name", "g_model", "C identifier of the model array.")
+flags.DEFINE_string("array_name", None,
+                    "C identifier of the model array (default: g_model_int8_model, from the "
+                    "file name).")
 
 
 def _check_flags():
@@ -56,7 +58,7 @@ def _check_flags():
       raise errors.ConfigError("--data_dir is required for int8 conversion (calibration images)")
     common.existing_dir("data_dir")
   common.at_least("num_calibration_images", 1)
-  if FLAGS.c_array and "int8" in modes:
+  if FLAGS.c_array and "int8" in modes and FLAGS.array_name is not None:
     from tf_gtsrb.export import c_array  # pylint: disable=g-import-not-at-top
     c_array._check_name(FLAGS.array_name, "--array_name")  # pylint: disable=protected-access
   return modes

@@ -1,9 +1,11 @@
 """Exports a Keras model as deployable files: TFLite variants, C array, op list, labels.
 
-`export_model` writes `<stem>_<mode>.tflite` for each mode; for INT8 also the C
-array (`<stem>_int8.cc/.h`), `micro_ops.txt` (TFLite Micro op resolver lines);
-and `labels.txt` and `conversion.json` (sizes, ops, io quantization, arena
-estimate, integer check). An INT8 model that keeps float ops is an error.
+`export_model` writes `<stem>_<mode>.tflite` for each mode, each with TFLite
+metadata and labels.txt attached (`metadata.add_metadata`); for INT8 also the C
+array (`<stem>_int8.cc/.h`, array `g_<stem>_int8_model` and the tensor arena
+constant), `micro_ops.txt` (TFLite Micro op resolver lines); and `labels.txt`
+and `conversion.json` (sizes, ops, io quantization, arena estimate, integer
+check). An INT8 model that keeps float ops is an error.
 """
 
 import gzip
@@ -13,13 +15,17 @@ from tf_gtsrb import errors
 from tf_gtsrb import io_utils
 from tf_gtsrb.export import c_array
 from tf_gtsrb.export import labels
+from tf_gtsrb.export import metadata
 from tf_gtsrb.export import micro
 from tf_gtsrb.export import tflite
 
 
 def export_model(model, output_dir, modes, calibration_images=None, io_type="int8",
-                 stem="model", write_c_array=True, array_name="g_model"):
-  """Converts `model` in every mode of `modes`; returns the conversion summary dict."""
+                 stem="model", write_c_array=True, array_name=None):
+  """Converts `model` in every mode of `modes`; returns the conversion summary dict.
+
+  `array_name` (the C array's) defaults to `c_array.array_name_for('<stem>_int8')`.
+  """
   for mode in modes:
     if mode not in tflite.MODES:
       raise errors.ConfigError(f"unknown mode {mode!r}; choose from {', '.join(tflite.MODES)}")
@@ -28,6 +34,7 @@ def export_model(model, output_dir, modes, calibration_images=None, io_type="int
              else int(len(calibration_images))}
   for mode in modes:
     data = tflite.convert(model, mode, representative_images=calibration_images, io_type=io_type)
+    data = metadata.add_metadata(data, metadata.ModelInfo(name=f"{stem}_{mode}"))
     path = tflite.save_tflite(data, os.path.join(output_dir, f"{stem}_{mode}.tflite"))
     problems = tflite.integer_problems(data)
     entry = {
@@ -44,8 +51,11 @@ def export_model(model, output_dir, modes, calibration_images=None, io_type="int
         "arena": micro.arena_plan(data),
     }
     if mode == "int8" and write_c_array:
+      arena = micro.tensor_arena(data)
       header, source = c_array.write_c_files(data, output_dir, array_name,
-                                             file_stem=f"{stem}_int8")
+                                             file_stem=f"{stem}_int8", arena=arena)
+      entry["arena"]["header_bytes"] = arena["bytes"]
+      entry["arena"]["measured_bytes"] = arena["measured_bytes"]
       ops_path = os.path.join(output_dir, "micro_ops.txt")
       io_utils.write_text(ops_path, micro.op_resolver_snippet(data))
       entry.update(c_header=header, c_source=source, micro_ops=ops_path)

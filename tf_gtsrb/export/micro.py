@@ -29,8 +29,15 @@ the overhead its tail within 16 bytes. On a 32-bit MCU, pointer-sized fields
 shrink, so the tail is smaller there.
 """
 
+import contextlib
+import math
+import os
 import re
+import sys
 
+import numpy as np
+
+from tf_gtsrb import errors
 from tf_gtsrb.export import flatbuffer
 
 ALIGNMENT = 16
@@ -162,3 +169,105 @@ def arena_plan(tflite_bytes):
 def estimate_arena_bytes(tflite_bytes):
   """Estimated TFLite Micro tensor arena size in bytes (an estimate: see module doc)."""
   return arena_plan(tflite_bytes)["estimate_bytes"]
+
+
+ARENA_MARGIN = 0.10  # Share added to the measured arena for the header constant.
+
+
+def load_tflm_runtime():
+  """The tflite-micro Python runtime module; ConfigError when it is not installed."""
+  try:
+    from tflite_micro.python.tflite_micro import runtime  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise errors.ConfigError(
+        "tflite-micro is not installed: pip install 'tf_gtsrb[tflm]'") from e
+  return runtime
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+  """Silences file descriptor 2 (TFLM prints every failed allocation there)."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  try:
+    with open(os.devnull, "wb") as devnull:
+      os.dup2(devnull.fileno(), 2)
+    yield
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+
+
+def micro_interpreter(tflite_bytes, arena_size, source="<tflite bytes>"):
+  """A TFLite Micro interpreter (tflite-micro Python package) over an arena of `arena_size`.
+
+  Raises ModelError when the model does not fit the arena or TFLM cannot run it.
+  """
+  runtime = load_tflm_runtime()
+  try:
+    with _quiet_stderr():
+      return runtime.Interpreter.from_bytes(bytes(tflite_bytes), arena_size=int(arena_size))
+  except (RuntimeError, ValueError) as e:
+    raise errors.ModelError(
+        f"{source}: TFLite Micro cannot run the model in a {arena_size}-byte arena: "
+        f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from e
+
+
+def _runs_in(tflite_bytes, arena_size):
+  try:
+    interpreter = micro_interpreter(tflite_bytes, arena_size)
+    details = interpreter.get_input_details(0)
+    interpreter.set_input(np.zeros(details["shape"], details["dtype"]), 0)
+    with _quiet_stderr():
+      interpreter.invoke()
+  except (errors.ModelError, RuntimeError, ValueError):
+    return False
+  return True
+
+
+def measure_arena_bytes(tflite_bytes, source="<tflite bytes>"):
+  """The smallest tensor arena (a multiple of 16 bytes) in which TFLite Micro runs the model.
+
+  A binary search with the tflite-micro Python interpreter (x86-64, reference
+  kernels): each try allocates the tensors and invokes once on zeros. Raises
+  ConfigError without tflite-micro and ModelError when even 4x the estimate
+  does not fit.
+  """
+  load_tflm_runtime()
+  high = _align(4 * estimate_arena_bytes(tflite_bytes))
+  if not _runs_in(tflite_bytes, high):
+    raise errors.ModelError(f"{source}: TFLite Micro cannot run the model even in a "
+                            f"{high}-byte arena")
+  low, high = 0, high // ALIGNMENT  # In units of ALIGNMENT bytes: `high` runs, `low` not.
+  while high - low > 1:
+    middle = (low + high) // 2
+    if _runs_in(tflite_bytes, middle * ALIGNMENT):
+      high = middle
+    else:
+      low = middle
+  return high * ALIGNMENT
+
+
+def arena_with_margin(measured_bytes, margin=ARENA_MARGIN):
+  """`measured_bytes` plus `margin` of it, rounded up to a multiple of 16 bytes."""
+  return _align(math.ceil(measured_bytes * (1.0 + margin)))
+
+
+def tensor_arena(tflite_bytes):
+  """The arena size for a model's C header: {'bytes', 'measured_bytes', 'note'}.
+
+  Measured with tflite-micro when it is installed (plus ARENA_MARGIN); the
+  estimate of `arena_plan` otherwise. `note` says which, for a C comment.
+  """
+  try:
+    measured = measure_arena_bytes(tflite_bytes)
+  except errors.ConfigError:
+    estimate = estimate_arena_bytes(tflite_bytes)
+    return {"bytes": estimate, "measured_bytes": None,
+            "note": f"an ESTIMATE ({estimate} bytes; tflite-micro was not installed to "
+                    "measure it): measure on the target"}
+  size = arena_with_margin(measured)
+  return {"bytes": size, "measured_bytes": measured,
+          "note": f"{measured} bytes measured with the TFLite Micro Python interpreter "
+                  f"(x86-64, reference kernels) + {round(100 * ARENA_MARGIN)}% margin, rounded "
+                  "up to 16 bytes; 32-bit targets need a little less"}
