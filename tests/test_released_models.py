@@ -44,7 +44,7 @@ def test_int8_model_is_a_fully_integer_flatbuffer_within_100_kb(int8_bytes):
 
 def test_c_array_micro_ops_and_labels_match_the_flatbuffer(int8_bytes):
   with open(os.path.join(MODELS_DIR, "traffic_sign_cnn_pruned_int8.cc")) as f:
-    assert c_array.parse_c_array(f.read()) == int8_bytes
+    assert c_array.parse_c_array(f.read(), c_array.array_name_for("traffic_sign_cnn_pruned_int8")) == int8_bytes
   with open(os.path.join(MODELS_DIR, "micro_ops.txt")) as f:
     assert f.read() == micro.op_resolver_snippet(int8_bytes)
   assert labels.read_labels(os.path.join(MODELS_DIR, "labels.txt")) == tuple(
