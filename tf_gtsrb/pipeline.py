@@ -17,75 +17,138 @@ import shutil
 import subprocess
 import sys
 import time
+from typing import Optional
 
 from tf_gtsrb import errors
 from tf_gtsrb import io_utils
+from tf_gtsrb.data import sources
 
 STEPS = ("prepare", "train", "analyze", "prune", "qat", "convert", "benchmark", "report")
 PRUNE_CRITERIA = ("l1", "bn_gamma")
 _DEFAULT_VAL_FRACTION = 0.15
 _TRAIN_STARTED = ".started.json"  # Fingerprint of the training run in progress in train/.
+# The steps whose outputs each step reads (its fingerprint holds theirs).
+UPSTREAM = {"prepare": (), "train": ("prepare",), "analyze": ("prepare", "train"),
+            "prune": ("analyze",), "qat": ("prune",), "convert": ("train", "qat"),
+            "benchmark": ("convert",), "report": ("benchmark",)}
+
+
+def _setting(default, step, help, **metadata):  # pylint: disable=redefined-builtin
+  """A PipelineConfig field: `step` is the first step whose outputs it changes (None: not
+  part of a run's identity), `help` the flag's help text."""
+  return dataclasses.field(default=default, metadata={"step": step, "help": help, **metadata})
 
 
 @dataclasses.dataclass
 class PipelineConfig:
-  """Settings of the whole job; defaults suit the bundled sample."""
-  work_dir: str = "work"
-  source: str = "official"
-  archive_dir: str = None  # None: the bundled sample.
-  image_size: int = 32
-  balance_target: int = 0
-  # Share of each class's training tracks held out; 0: final fit, no validation split.
-  val_fraction: float = _DEFAULT_VAL_FRACTION
-  # A trained TrafficSignCNN .keras file to compress instead of training one (the
-  # baseline's training settings then go unused); None: train it.
-  baseline_model: str = None
-  epochs: int = 30
-  batch_size: int = 32
-  learning_rate: float = 2e-3
-  label_smoothing: float = 0.1
-  dropout: float = 0.5
-  erase_probability: float = 0.0  # Random erasing in the baseline's augmentation; 0: none.
-  steps_per_epoch: int = 0  # 0: one pass over the training split.
-  # .keras model(s) the baseline also learns from (distillation; several comma-separated:
-  # their mean); None: none.
-  teacher: str = None
-  swa_epochs: int = 0  # Weight-averaging epochs after the baseline's training; 0: none.
-  swa_learning_rate: float = 5e-4  # swa.DEFAULT_LEARNING_RATE (not imported: TF loads late).
-  prune_percentages: str = "analysis"  # Or '40' (every layer) or 'conv1=30,...,conv4=60'.
-  max_params: int = 90000  # Pruned-model parameter budget (about 99 KB as INT8); 0: none.
-  max_macs_percent: float = 40.0  # Pruned-model MAC budget, % of the baseline's; 0: none.
-  prune_criterion: str = "l1"
-  prune_dropout: float = None  # The pruned model's dropout rate; None: the baseline's.
-  distill_pruning: bool = False  # The pruned model also learns from the baseline (distillation).
-  # More .keras models (comma-separated) averaged with the baseline into the pruned model's
-  # teacher (for distill_pruning and distill_qat); None: the baseline alone.
-  pruning_teachers: str = None
-  prune_epochs: int = 10
-  prune_learning_rate: float = 5e-4
-  # Weight-averaging epochs after the pruned model's fine-tune (same loss and teacher); 0: none.
-  prune_swa_epochs: int = 0
-  prune_swa_learning_rate: float = 2.5e-4
-  # The pruning and QAT fine-tunes also train on the validation split's images: the final
-  # fit of settings chosen on validation (their validation accuracies are then n/a).
-  fine_tune_on_validation: bool = False
-  qat_epochs: int = 3
-  qat_learning_rate: float = 1e-4
-  distill_qat: bool = False  # QAT also learns from the pruned model's teacher (distillation).
-  # Mixup strength of those distillations (teacher and student see the same mixed images;
-  # distill.Distiller); 0: none.
-  distill_mixup: float = 0.0
-  num_calibration_images: int = 500
-  threads: int = 1
-  latency_rounds: int = 100
-  seed: int = 0
+  """Settings of the whole job; defaults suit the bundled sample.
+
+  Every field's metadata holds `help` (the --flag's help text) and `step`: the
+  first step whose outputs it changes. That step's fingerprint holds the field,
+  so changing it re-runs that step and every later one; None marks a field that
+  is not part of a run's identity (where outputs go). Optional metadata:
+  `choices` (the allowed values), `paths` ("absolute": comma-separated files,
+  fingerprinted by absolute path; "content": one file, by path and SHA-256) and
+  `trains_baseline` (left out of the fingerprint when baseline_model is given).
+  """
+  work_dir: str = _setting("work", None, "Directory for every step's outputs.")
+  source: str = _setting("official", "prepare", "Layout of the input data.",
+                         choices=sources.SOURCES)
+  archive_dir: Optional[str] = _setting(
+      None, "prepare", "The data (official zips, Kaggle copy or folder); default: the bundled "
+      "sample.")
+  image_size: int = _setting(32, "prepare", "Model input size in pixels.")
+  balance_target: int = _setting(0, "prepare", "Grow every training class to this many images "
+                                 "offline; 0 off.")
+  val_fraction: float = _setting(
+      _DEFAULT_VAL_FRACTION, "prepare", "Share of each class's training tracks held out for "
+      "validation; 0: a final fit on every track (no validation split; each step keeps its "
+      "last epoch).")
+  baseline_model: Optional[str] = _setting(
+      None, "train", "A trained TrafficSignCNN .keras file (or its float32 .tflite export) to "
+      "compress instead of training a baseline (the training flags then go unused).",
+      paths="content")
+  epochs: int = _setting(30, "train", "Baseline training epochs.", trains_baseline=True)
+  batch_size: int = _setting(32, "train", "Batch size (images).")
+  learning_rate: float = _setting(2e-3, "train", "Baseline peak learning rate.",
+                                  trains_baseline=True)
+  label_smoothing: float = _setting(0.1, "train", "Label smoothing (of every training step).")
+  dropout: float = _setting(0.5, "train", "Dropout before the classifier (fraction).",
+                            trains_baseline=True)
+  erase_probability: float = _setting(
+      0.0, "train", "Share of the baseline's training images that also get a random erasing "
+      "(a square filled with the image's mean colour); 0: none.", trains_baseline=True)
+  steps_per_epoch: int = _setting(0, "train", "Steps per epoch; 0 is one pass over the train "
+                                  "split.")
+  teacher: Optional[str] = _setting(
+      None, "train", "A trained .keras model (or a TrafficSignCNN's float32 .tflite export) the "
+      "baseline also learns from by knowledge distillation (e.g. an earlier run's baseline), or "
+      "several comma-separated (their mean prediction teaches); none by default.",
+      paths="absolute", trains_baseline=True)
+  swa_epochs: int = _setting(
+      0, "train", "Stochastic weight averaging of the baseline: this many epochs after its "
+      "training at --swa_learning_rate, their weights averaged into the model the later steps "
+      "use; 0: none.", trains_baseline=True)
+  # swa.DEFAULT_LEARNING_RATE (not imported: TF loads late).
+  swa_learning_rate: float = _setting(
+      5e-4, "train", "Constant learning rate of the weight-averaging epochs.",
+      trains_baseline=True)
+  prune_percentages: str = _setting(
+      "analysis", "prune", "Channels to remove per conv layer (%): 'analysis' (the "
+      "analysis-recommended per-layer percentages), one number for every layer, or "
+      "conv1=P,conv2=P,conv3=P,conv4=P.")
+  max_params: int = _setting(
+      90000, "prune", "Parameter budget of the pruned model: the percentages are raised evenly "
+      "until it fits (90,000 is about 99 KB as INT8); 0: no parameter budget.")
+  max_macs_percent: float = _setting(
+      40.0, "prune", "MAC budget of the pruned model, in % of the baseline's MACs per image: "
+      "the percentages are raised evenly until it fits; 0: no MAC budget.")
+  prune_criterion: str = _setting("l1", "prune", "Which filters go: smallest L1 norm or "
+                                  "smallest |BN gamma|.", choices=PRUNE_CRITERIA)
+  prune_dropout: Optional[float] = _setting(
+      None, "prune", "Dropout rate of the pruned model (and of its QAT copy); default: the "
+      "baseline's.")
+  distill_pruning: bool = _setting(
+      False, "prune", "Fine-tune the pruned model by knowledge distillation from the baseline "
+      "it was cut from (temperature 1, alpha 0.1), as well as on the labels.")
+  pruning_teachers: Optional[str] = _setting(
+      None, "prune", "With --distill_pruning or --distill_qat: more trained .keras models or "
+      "float32 .tflite TrafficSignCNN exports (comma-separated, e.g. baselines of other seeds, "
+      "results/teachers/*.tflite) averaged with the baseline into the pruned model's teacher; "
+      "none by default.", paths="absolute")
+  prune_epochs: int = _setting(10, "prune", "Fine-tuning epochs after pruning.")
+  prune_learning_rate: float = _setting(5e-4, "prune",
+                                        "Fine-tuning learning rate after pruning.")
+  prune_swa_epochs: int = _setting(
+      0, "prune", "Stochastic weight averaging of the pruned model: this many epochs after its "
+      "fine-tune at --prune_swa_learning_rate (same loss, teacher and mixup), their weights "
+      "averaged into the model QAT starts from; 0: none.")
+  prune_swa_learning_rate: float = _setting(
+      2.5e-4, "prune", "Constant learning rate of the pruned model's weight-averaging epochs.")
+  fine_tune_on_validation: bool = _setting(
+      False, "prune", "The pruning and QAT fine-tunes also train on the validation split's "
+      "images (a final fit, once the settings were chosen on validation); their validation "
+      "accuracies are then not reported.")
+  qat_epochs: int = _setting(3, "qat", "Quantization-aware training epochs.")
+  qat_learning_rate: float = _setting(1e-4, "qat", "QAT learning rate.")
+  distill_qat: bool = _setting(
+      False, "qat", "Quantization-aware training also learns from the pruned model's teacher "
+      "(the baseline, with --pruning_teachers averaged in; temperature 1, alpha 0.1).")
+  distill_mixup: float = _setting(
+      0.0, "prune", "With --distill_pruning or --distill_qat: mixup strength (Beta(a, a)) of "
+      "the distillation, teacher and student seeing the same mixed images; 0: none.")
+  num_calibration_images: int = _setting(
+      500, "convert", "Train images used to calibrate the INT8 conversion (count).")
+  threads: int = _setting(1, "benchmark", "CPU threads for the latency benchmark.")
+  latency_rounds: int = _setting(100, "benchmark",
+                                 "Timed batch-1 runs per model in the benchmark (count).")
+  seed: int = _setting(0, "prepare", "Seed of the split, training and augmentation.")
 
   def dirs(self):
     return {step: os.path.join(self.work_dir, step) for step in STEPS}
 
   def validate(self):
     """Raises ConfigError for a setting a later step would reject, before any step runs."""
-    from tf_gtsrb.data import sources  # pylint: disable=g-import-not-at-top
     if self.source not in sources.SOURCES:
       raise errors.ConfigError(
           f"unknown source {self.source!r}; choose one of {', '.join(sources.SOURCES)}")
@@ -203,53 +266,39 @@ class Pipeline:
     return results
 
   def _inputs(self, step):
-    """(settings that change the step's outputs, steps it reads)."""
-    from tf_gtsrb.models import ensemble  # pylint: disable=g-import-not-at-top
-    c = self.config
-    distillation = {"teacher": ensemble.absolute_teacher_paths(c.teacher)} if c.teacher else {}
-    teaching = ({"teachers": ensemble.absolute_teacher_paths(c.pruning_teachers)}
-                if c.pruning_teachers else {})
-    if c.distill_mixup:
-      teaching["mixup"] = c.distill_mixup
-    pruning_distillation = {"distill": True, **teaching} if c.distill_pruning else {}
-    qat_distillation = {"distill": True, **teaching} if c.distill_qat else {}
-    if c.fine_tune_on_validation:
-      pruning_distillation["split"] = qat_distillation["split"] = self._fine_tune_split()
-    table = {
-        "prepare": ({"source": c.source, "archive_dir": c.archive_dir, "size": c.image_size,
-                     "balance": c.balance_target, "seed": c.seed,
-                     **({"val": c.val_fraction}
-                        if c.val_fraction != _DEFAULT_VAL_FRACTION else {})}, []),
-        "train": ({"baseline_model": os.path.abspath(c.baseline_model),
-                   "sha256": self._baseline_sha256}, ["prepare"])
-                 if c.baseline_model else
-                 ({"epochs": c.epochs, "batch": c.batch_size, "lr": c.learning_rate,
-                   "ls": c.label_smoothing, "dropout": c.dropout, "steps": c.steps_per_epoch,
-                   "seed": c.seed, **distillation,
-                   **({"erase": c.erase_probability} if c.erase_probability else {}),
-                   **({"swa": [c.swa_epochs, c.swa_learning_rate]} if c.swa_epochs else {})},
-                  ["prepare"]),
-        "analyze": ({}, ["prepare", "train"]),
-        "prune": ({"percent": c.prune_percentages, "max_params": c.max_params,
-                   "max_macs_percent": c.max_macs_percent, "criterion": c.prune_criterion,
-                   "epochs": c.prune_epochs, "lr": c.prune_learning_rate,
-                   **({"dropout": c.prune_dropout} if c.prune_dropout is not None else {}),
-                   **pruning_distillation,
-                   **({"swa": [c.prune_swa_epochs, c.prune_swa_learning_rate]}
-                      if c.prune_swa_epochs else {})}, ["analyze"]),
-        "qat": ({"epochs": c.qat_epochs, "lr": c.qat_learning_rate, "ls": c.label_smoothing,
-                 **qat_distillation}, ["prune"]),
-        "convert": ({"calibration": c.num_calibration_images}, ["train", "qat"]),
-        "benchmark": ({"threads": c.threads, "rounds": c.latency_rounds}, ["convert"]),
-        "report": ({}, ["benchmark"]),
-    }
-    return table[step]
+    """(settings that change the step's outputs, steps it reads).
 
-  @functools.cached_property
-  def _baseline_sha256(self):
-    """SHA-256 of the given baseline_model file, read once per run."""
+    The settings are the PipelineConfig fields whose `step` metadata names this
+    step; a field without that metadata counts for the first step, so that it
+    re-runs everything rather than nothing.
+    """
+    c = self.config
+    settings = {}
+    for field in dataclasses.fields(c):
+      if field.metadata.get("step", STEPS[0]) != step:
+        continue
+      if c.baseline_model and field.metadata.get("trains_baseline"):
+        continue
+      settings[field.name] = self._fingerprinted_value(field)
+    return settings, list(UPSTREAM[step])
+
+  def _fingerprinted_value(self, field):
+    """A field's value as the fingerprint holds it: paths made absolute, a `content`
+    file also by its SHA-256."""
+    value = getattr(self.config, field.name)
+    kind = field.metadata.get("paths")
+    if not value or kind is None:
+      return value
+    if kind == "content":
+      return {"path": os.path.abspath(value), "sha256": self._sha256(value)}
+    from tf_gtsrb.models import ensemble  # pylint: disable=g-import-not-at-top
+    return ensemble.absolute_teacher_paths(value)
+
+  @functools.lru_cache(maxsize=None)
+  def _sha256(self, path):
+    """SHA-256 of a file, read once per run."""
     from tf_gtsrb.data import archives  # pylint: disable=g-import-not-at-top
-    return archives.sha256sum(self.config.baseline_model)
+    return archives.sha256sum(path)
 
   # Steps. Each returns a JSON-ready dict of what it produced.
 
@@ -280,7 +329,8 @@ class Pipeline:
     # with no record (older work directories) is left to the trainer's check.
     # Weight averaging follows the run and is not part of what it resumes.
     settings, upstream = self._inputs("train")
-    settings.pop("swa", None)
+    for name in ("swa_epochs", "swa_learning_rate"):
+      settings.pop(name, None)
     fingerprint = _fingerprint(settings, [self.fingerprints[u] for u in upstream])
     forced = self._running[1]
     started = os.path.join(self.dirs["train"], _TRAIN_STARTED)

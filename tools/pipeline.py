@@ -8,107 +8,56 @@ Each step is skipped when its outputs are up to date; a killed run continues
 where it stopped when started again with the same flags.
 """
 
+import dataclasses
 import sys
+import typing
 
 from absl import flags
 
 from tf_gtsrb import pipeline
-from tf_gtsrb.data import sources
 from tf_gtsrb_tools import common
 
 FLAGS = flags.FLAGS
-_DEFAULTS = pipeline.PipelineConfig()
-flags.DEFINE_string("work_dir", _DEFAULTS.work_dir, "Directory for every step's outputs.")
-flags.DEFINE_enum("source", _DEFAULTS.source, sources.SOURCES, "Layout of the input data.")
-flags.DEFINE_string("archive_dir", None, "The data (official zips, Kaggle copy or folder); "
-                    "default: the bundled sample.")
-flags.DEFINE_integer("image_size", _DEFAULTS.image_size, "Model input size in pixels.")
-flags.DEFINE_integer("balance_target", _DEFAULTS.balance_target,
-                     "Grow every training class to this many images offline; 0 off.")
-flags.DEFINE_float("val_fraction", _DEFAULTS.val_fraction,
-                   "Share of each class's training tracks held out for validation; 0: a final "
-                   "fit on every track (no validation split; each step keeps its last epoch).")
-flags.DEFINE_string("baseline_model", None, "A trained TrafficSignCNN .keras file (or its float32 "
-                    ".tflite export) to compress instead of training a baseline (the training "
-                    "flags then go unused).")
-flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Baseline training epochs.")
-flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Batch size (images).")
-flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Baseline peak learning rate.")
-flags.DEFINE_float("label_smoothing", _DEFAULTS.label_smoothing, "Label smoothing.")
-flags.DEFINE_float("dropout", _DEFAULTS.dropout, "Dropout before the classifier (fraction).")
-flags.DEFINE_float("erase_probability", _DEFAULTS.erase_probability,
-                   "Share of the baseline's training images that also get a random erasing "
-                   "(a square filled with the image's mean colour); 0: none.")
-flags.DEFINE_string("teacher", None, "A trained .keras model (or a TrafficSignCNN's float32 "
-                    ".tflite export) the baseline also learns from by knowledge distillation "
-                    "(e.g. an earlier run's baseline), or several comma-separated (their mean "
-                    "prediction teaches); none by default.")
-flags.DEFINE_integer("swa_epochs", _DEFAULTS.swa_epochs,
-                     "Stochastic weight averaging of the baseline: this many epochs after its "
-                     "training at --swa_learning_rate, their weights averaged into the model "
-                     "the later steps use; 0: none.")
-flags.DEFINE_float("swa_learning_rate", _DEFAULTS.swa_learning_rate,
-                   "Constant learning rate of the weight-averaging epochs.")
-flags.DEFINE_integer("steps_per_epoch", _DEFAULTS.steps_per_epoch,
-                     "Steps per epoch; 0 is one pass over the train split.")
-flags.DEFINE_string("prune_percentages", _DEFAULTS.prune_percentages,
-                    "Channels to remove per conv layer (%): 'analysis' (the analysis-recommended "
-                    "per-layer percentages), one number for every layer, or "
-                    "conv1=P,conv2=P,conv3=P,conv4=P.")
-flags.DEFINE_integer("max_params", _DEFAULTS.max_params,
-                     "Parameter budget of the pruned model: the percentages are raised evenly "
-                     "until it fits (90,000 is about 99 KB as INT8); 0: no parameter budget.")
-flags.DEFINE_float("max_macs_percent", _DEFAULTS.max_macs_percent,
-                   "MAC budget of the pruned model, in % of the baseline's MACs per image: the "
-                   "percentages are raised evenly until it fits; 0: no MAC budget.")
-flags.DEFINE_enum("prune_criterion", _DEFAULTS.prune_criterion, ["l1", "bn_gamma"],
-                  "Which filters go: smallest L1 norm or smallest |BN gamma|.")
-flags.DEFINE_float("prune_dropout", _DEFAULTS.prune_dropout,
-                   "Dropout rate of the pruned model (and of its QAT copy); default: the "
-                   "baseline's.")
-flags.DEFINE_bool("distill_pruning", _DEFAULTS.distill_pruning,
-                  "Fine-tune the pruned model by knowledge distillation from the baseline it was "
-                  "cut from (temperature 1, alpha 0.1), as well as on the labels.")
-flags.DEFINE_string("pruning_teachers", _DEFAULTS.pruning_teachers,
-                    "With --distill_pruning or --distill_qat: more trained .keras models or "
-                    "float32 .tflite TrafficSignCNN exports (comma-separated, e.g. baselines of "
-                    "other seeds, results/teachers/*.tflite) averaged with the baseline "
-                    "into the pruned model's teacher; none by default.")
-flags.DEFINE_integer("prune_epochs", _DEFAULTS.prune_epochs, "Fine-tuning epochs after pruning.")
-flags.DEFINE_float("prune_learning_rate", _DEFAULTS.prune_learning_rate,
-                   "Fine-tuning learning rate after pruning.")
-flags.DEFINE_integer("prune_swa_epochs", _DEFAULTS.prune_swa_epochs,
-                     "Stochastic weight averaging of the pruned model: this many epochs after its "
-                     "fine-tune at --prune_swa_learning_rate (same loss, teacher and mixup), "
-                     "their weights averaged into the model QAT starts from; 0: none.")
-flags.DEFINE_float("prune_swa_learning_rate", _DEFAULTS.prune_swa_learning_rate,
-                   "Constant learning rate of the pruned model's weight-averaging epochs.")
-flags.DEFINE_bool("fine_tune_on_validation", _DEFAULTS.fine_tune_on_validation,
-                  "The pruning and QAT fine-tunes also train on the validation split's images "
-                  "(a final fit, once the settings were chosen on validation); their "
-                  "validation accuracies are then not reported.")
-flags.DEFINE_integer("qat_epochs", _DEFAULTS.qat_epochs, "Quantization-aware training epochs.")
-flags.DEFINE_float("qat_learning_rate", _DEFAULTS.qat_learning_rate, "QAT learning rate.")
-flags.DEFINE_bool("distill_qat", _DEFAULTS.distill_qat,
-                  "Quantization-aware training also learns from the pruned model's teacher "
-                  "(the baseline, with --pruning_teachers averaged in; temperature 1, alpha 0.1).")
-flags.DEFINE_float("distill_mixup", _DEFAULTS.distill_mixup,
-                   "With --distill_pruning or --distill_qat: mixup strength (Beta(a, a)) of "
-                   "the distillation, teacher and student seeing the same mixed images; "
-                   "0: none.")
-flags.DEFINE_integer("num_calibration_images", _DEFAULTS.num_calibration_images,
-                     "Train images used to calibrate the INT8 conversion (count).")
-flags.DEFINE_integer("threads", _DEFAULTS.threads, "CPU threads for the latency benchmark.")
-flags.DEFINE_integer("latency_rounds", _DEFAULTS.latency_rounds,
-                     "Timed batch-1 runs per model in the benchmark (count).")
-flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of the split, training and augmentation.")
-flags.DEFINE_enum("until", None, pipeline.STEPS, "Stop after this step.")
-flags.DEFINE_list("force", [], "Steps to run again even if up to date.")
-flags.DEFINE_bool("fresh", False, "Delete --work_dir first and run everything.")
-flags.DEFINE_string("release_dir", None,
-                    "Also copy the deployable artifacts and a README with their numbers here.")
-flags.DEFINE_bool("require_targets", False,
-                  "Exit with status 3 unless the released-model targets are all met.")
+
+
+def define_config_flags(flag_values=FLAGS):
+  """Defines one flag per PipelineConfig field: its name, default and metadata `help`; the
+  type from the annotation (Optional[T] as T with default None), `choices` as an enum."""
+  hints = typing.get_type_hints(pipeline.PipelineConfig)
+  for field in dataclasses.fields(pipeline.PipelineConfig):
+    kind = hints[field.name]
+    if typing.get_origin(kind) is typing.Union:
+      kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+    help_text = field.metadata["help"]
+    if "choices" in field.metadata:
+      flags.DEFINE_enum(field.name, field.default, list(field.metadata["choices"]), help_text,
+                        flag_values=flag_values)
+    else:
+      _DEFINE_BY_TYPE[kind](field.name, field.default, help_text, flag_values=flag_values)
+
+
+_DEFINE_BY_TYPE = {str: flags.DEFINE_string, int: flags.DEFINE_integer,
+                   float: flags.DEFINE_float, bool: flags.DEFINE_bool}
+
+
+def define_flags(flag_values=FLAGS):
+  """Defines the tool's flags: the PipelineConfig fields and the run controls."""
+  define_config_flags(flag_values)
+  flags.DEFINE_enum("until", None, pipeline.STEPS, "Stop after this step.",
+                    flag_values=flag_values)
+  flags.DEFINE_list("force", [], "Steps to run again even if up to date.",
+                    flag_values=flag_values)
+  flags.DEFINE_bool("fresh", False, "Delete --work_dir first and run everything.",
+                    flag_values=flag_values)
+  flags.DEFINE_string("release_dir", None,
+                      "Also copy the deployable artifacts and a README with their numbers here.",
+                      flag_values=flag_values)
+  flags.DEFINE_bool("require_targets", False,
+                    "Exit with status 3 unless the released-model targets are all met.",
+                    flag_values=flag_values)
+
+
+define_flags()
 
 
 def main():

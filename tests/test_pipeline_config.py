@@ -1,0 +1,137 @@
+"""PipelineConfig's field metadata: every field has a step, fingerprints and flags follow it.
+
+Cheap: no step runs; `Pipeline._inputs` is called directly.
+"""
+
+import dataclasses
+import glob
+import hashlib
+import os
+
+import pytest
+from absl import flags
+
+from tf_gtsrb import pipeline
+from tf_gtsrb_tools import pipeline as pipeline_tool
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIELDS = dataclasses.fields(pipeline.PipelineConfig)
+IDENTITY_FIELDS = [f for f in FIELDS if f.metadata.get("step") is not None]
+
+
+def _changed_value(field):
+  """A valid value of `field` other than its default."""
+  if "choices" in field.metadata:
+    return next(c for c in field.metadata["choices"] if c != field.default)
+  if field.metadata.get("paths"):
+    return __file__  # An existing file.
+  default = field.default
+  if isinstance(default, bool):
+    return not default
+  if isinstance(default, int):
+    return default + 1
+  if isinstance(default, float):
+    return default / 2 if default else 0.25
+  if default is None:  # An optional number (the only optional strings are paths).
+    return 0.25
+  return default + "x"
+
+
+def _all_inputs(config):
+  return {step: pipeline.Pipeline(config)._inputs(step) for step in pipeline.STEPS}  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize("field", FIELDS, ids=lambda f: f.name)
+def test_every_field_names_its_step_and_help(field):
+  assert "step" in field.metadata, f"{field.name}: no 'step' in its metadata"
+  assert field.metadata["step"] is None or field.metadata["step"] in pipeline.STEPS
+  assert field.metadata.get("help", "").strip(), f"{field.name}: no help text"
+
+
+def test_only_where_outputs_go_is_outside_a_runs_identity():
+  assert [f.name for f in FIELDS if f.metadata.get("step") is None] == ["work_dir"]
+
+
+@pytest.mark.parametrize("field", IDENTITY_FIELDS, ids=lambda f: f.name)
+def test_changing_a_field_changes_its_steps_settings_and_no_others(field, tmp_path):
+  before = _all_inputs(pipeline.PipelineConfig(work_dir=str(tmp_path)))
+  changed = pipeline.PipelineConfig(work_dir=str(tmp_path),
+                                    **{field.name: _changed_value(field)})
+  after = _all_inputs(changed)
+  differing = [step for step in pipeline.STEPS if before[step] != after[step]]
+  assert differing == [field.metadata["step"]]
+
+
+def test_work_dir_is_in_no_fingerprint(tmp_path):
+  assert (_all_inputs(pipeline.PipelineConfig(work_dir=str(tmp_path / "a")))
+          == _all_inputs(pipeline.PipelineConfig(work_dir=str(tmp_path / "b"))))
+
+
+def test_given_baseline_drops_only_the_baseline_training_settings(tmp_path):
+  config = pipeline.PipelineConfig(work_dir=str(tmp_path), baseline_model=__file__)
+  settings, _ = pipeline.Pipeline(config)._inputs("train")  # pylint: disable=protected-access
+  expected = {f.name for f in FIELDS
+              if f.metadata.get("step") == "train" and not f.metadata.get("trains_baseline")}
+  assert set(settings) == expected
+  assert {"baseline_model", "label_smoothing", "batch_size"} <= set(settings)
+  assert "epochs" not in settings
+  with open(__file__, "rb") as f:
+    assert settings["baseline_model"]["sha256"] == hashlib.sha256(f.read()).hexdigest()
+
+
+def test_field_without_step_metadata_counts_for_the_first_step(tmp_path):
+  extra = dataclasses.make_dataclass(
+      "ExtendedConfig", [("new_setting", int, dataclasses.field(default=1))],
+      bases=(pipeline.PipelineConfig,))
+  before = _all_inputs(extra(work_dir=str(tmp_path)))
+  after = _all_inputs(extra(work_dir=str(tmp_path), new_setting=2))
+  assert [step for step in pipeline.STEPS if before[step] != after[step]] == ["prepare"]
+
+
+def _fresh_flags():
+  flag_values = flags.FlagValues()
+  pipeline_tool.define_flags(flag_values)
+  return flag_values
+
+
+@pytest.mark.parametrize("field", FIELDS, ids=lambda f: f.name)
+def test_every_field_is_a_flag_with_its_default(field):
+  flag = _fresh_flags()[field.name]
+  assert flag.default == field.default
+  assert flag.help.endswith(field.metadata["help"])
+
+
+def test_flags_parse_into_the_config():
+  flag_values = _fresh_flags()
+  flag_values(["gtsrb-pipeline", "--prune_dropout=0.2", "--teacher=a.keras",
+               "--prune_criterion=bn_gamma", "--nodistill_qat", "--epochs=7"])
+  config = pipeline.PipelineConfig(**{f.name: flag_values[f.name].value for f in FIELDS})
+  assert (config.prune_dropout, config.teacher, config.prune_criterion, config.epochs) == (
+      0.2, "a.keras", "bn_gamma", 7)
+  with pytest.raises(flags.IllegalFlagValueError):
+    _fresh_flags()(["gtsrb-pipeline", "--prune_criterion=random"])
+
+
+CONFIG_FILES = sorted(glob.glob(os.path.join(REPO, "configs", "*.flags")))
+
+
+def test_there_are_recipe_files():
+  assert CONFIG_FILES, "no configs/*.flags recipe files"
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=os.path.basename)
+def test_recipe_file_parses_with_the_pipelines_flags(path):
+  flag_values = _fresh_flags()
+  flag_values(["gtsrb-pipeline", f"--flagfile={path}"])
+  config = pipeline.PipelineConfig(**{f.name: flag_values[f.name].value for f in FIELDS})
+  assert config.work_dir
+
+
+def test_a_failed_agreement_check_is_reported_and_a_passed_one_is_not():
+  from tf_gtsrb_tools import pipeline as pipeline_tool  # pylint: disable=g-import-not-at-top
+  failed = {"benchmark": {"agreement": {"agreement": 0.9814, "min_agreement": 0.99,
+                                        "passed": False}}}
+  assert "98.14%" in pipeline_tool.failed_check(failed)
+  failed["benchmark"]["agreement"]["passed"] = True
+  assert pipeline_tool.failed_check(failed) is None
+  assert pipeline_tool.failed_check({"report": {}}) is None
