@@ -126,3 +126,18 @@ def test_released_c_files_compile_and_hold_the_model(tmp_path):
                  cwd=models)
   printed = subprocess.run([binary], check=True, capture_output=True, text=True).stdout.split()
   assert printed[0] == str(os.path.getsize(INT8))
+
+
+def test_mediapipe_classifies_with_the_released_metadata():
+  vision = pytest.importorskip("mediapipe.tasks.python.vision")
+  import mediapipe as mp  # pylint: disable=g-import-not-at-top
+  from mediapipe.tasks.python.core import base_options  # pylint: disable=g-import-not-at-top
+  options = vision.ImageClassifierOptions(
+      base_options=base_options.BaseOptions(
+          model_asset_path=os.path.join(ROOT, "models", "traffic_sign_cnn_float32.tflite")),
+      max_results=2)
+  with vision.ImageClassifier.create_from_options(options) as classifier:
+    result = classifier.classify(
+        mp.Image.create_from_file(os.path.join(ROOT, "docs", "images", "stop.png")))
+  best = result.classifications[0].categories[0]
+  assert (best.index, best.category_name) == (14, "Stop")

@@ -1,7 +1,9 @@
 """Benchmarks Keras and TFLite models on a prepared GTSRB split with the LiteRT interpreter.
 
 Writes benchmark.json, benchmark.md (metrics and performance tables plus
-ratios against the reference model) and a confusion matrix PNG per model.
+ratios against the reference model), a confusion matrix PNG per model,
+predictions.npz (each image's predicted class and confidence) and report.html,
+a self-contained model card (docs/report.md).
 
 Example:
   gtsrb-benchmark-tflite --data_dir=data/gtsrb --output_dir=runs/bench \
@@ -32,9 +34,23 @@ flags.DEFINE_string("reference", None, "Model NAME the ratios compare against (d
 flags.DEFINE_list("agreement", [], "Two model NAMEs A,B whose predictions are compared.")
 flags.DEFINE_float("min_agreement", 0.99,
                    "Fail (exit 1) when the --agreement pair agrees on fewer images (fraction).")
+flags.DEFINE_bool("allow_failed_checks", False,
+                  "Exit 0 even when the --agreement check fails.")
 flags.DEFINE_boolean("memory", True,
                      "Measure peak resident memory per model in a subprocess (MB).")
 flags.DEFINE_string("output_dir", None, "Directory for benchmark.json/.md and PNGs.")
+flags.DEFINE_string("html", "",
+                    "Path of the self-contained HTML report (model card); default: "
+                    "OUTPUT_DIR/report.html; 'none': no report.")
+flags.DEFINE_string("recipe", None, "Flagfile of the recipe that made the models, shown in the "
+                    "HTML report.")
+flags.DEFINE_list("hash_files", [], "Files whose SHA-256 the HTML report lists (default: the "
+                  "--models files).")
+flags.DEFINE_string("work_dir", None, "Pipeline work directory whose training curves, report "
+                    "and sweep the HTML report shows.")
+flags.DEFINE_string("gallery_model", None, "Model NAME whose mistakes the HTML report shows "
+                    "(default: the last of --models).")
+flags.DEFINE_string("title", "GTSRB traffic-sign classifier", "Title of the HTML report.")
 
 
 def _check_flags():
@@ -62,6 +78,12 @@ def _check_flags():
             f"--agreement: {name!r} is not among --models: {', '.join(specs)}")
   if not 0.0 <= FLAGS.min_agreement <= 1.0:
     raise errors.ConfigError(f"--min_agreement must be in [0, 1], got {FLAGS.min_agreement}")
+  if FLAGS.gallery_model is not None and FLAGS.gallery_model not in specs:
+    raise errors.ConfigError(
+        f"--gallery_model {FLAGS.gallery_model!r} is not among --models: {', '.join(specs)}")
+  for path in ([FLAGS.recipe] if FLAGS.recipe else []) + FLAGS.hash_files:
+    if not os.path.isfile(path):
+      raise errors.ConfigError(f"{path}: file not found (--recipe / --hash_files)")
   return specs, pair
 
 
@@ -79,9 +101,18 @@ def main():
       agreement_pair=pair or None, min_agreement=FLAGS.min_agreement)
   print(result["markdown"])
   print(bench.details_table(result))
-  print(f"wrote {FLAGS.output_dir}: benchmark.json, benchmark.md, confusion matrix PNGs")
+  print(f"wrote {FLAGS.output_dir}: benchmark.json, benchmark.md, predictions.npz, "
+        "confusion matrix PNGs")
+  if FLAGS.html != "none":
+    from tf_gtsrb.evaluation import html_report  # pylint: disable=g-import-not-at-top
+    html_path = html_report.write_html_report(
+        FLAGS.html or os.path.join(FLAGS.output_dir, "report.html"),
+        benchmark_dir=FLAGS.output_dir, work_dir=FLAGS.work_dir, data_dir=FLAGS.data_dir,
+        recipe_path=FLAGS.recipe, files=FLAGS.hash_files or list(specs.values()),
+        title=FLAGS.title, gallery_model=FLAGS.gallery_model)
+    print(f"wrote {html_path}")
   agreement = result.get("agreement")
-  return 0 if agreement is None or agreement["passed"] else 1
+  return 0 if agreement is None or agreement["passed"] or FLAGS.allow_failed_checks else 1
 
 
 def run():

@@ -52,6 +52,10 @@ def define_flags(flag_values=FLAGS):
   flags.DEFINE_string("release_dir", None,
                       "Also copy the deployable artifacts and a README with their numbers here.",
                       flag_values=flag_values)
+  flags.DEFINE_bool("allow_failed_checks", False,
+                    "Exit 0 even when a correctness check fails (INT8 predictions agreeing "
+                    "with the QAT model on fewer images than required); default: exit 4.",
+                    flag_values=flag_values)
   flags.DEFINE_bool("require_targets", False,
                     "Exit with status 3 unless the released-model targets are all met.",
                     flag_values=flag_values)
@@ -77,7 +81,20 @@ def main():
       print(f"Released to {FLAGS.release_dir}: {', '.join(files)}")
     if FLAGS.require_targets and not results["report"]["targets_met"]:
       return 3
+  failure = failed_check(results)
+  if failure:
+    print(f"error: failed check: {failure} (--allow_failed_checks to accept)", file=sys.stderr)
+    return 0 if FLAGS.allow_failed_checks else 4
   return 0
+
+
+def failed_check(results):
+  """What failed among the run's correctness checks, or None (missed targets don't count)."""
+  agreement = (results.get("benchmark") or {}).get("agreement") or {}
+  if agreement and not agreement.get("passed", True):
+    return (f"INT8 and QAT predictions agree on {100 * agreement['agreement']:.2f}% of test "
+            f"images, below the required {100 * agreement['min_agreement']:.2f}%")
+  return None
 
 
 def run():
