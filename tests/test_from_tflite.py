@@ -85,15 +85,27 @@ def test_refuses_a_flatbuffer_of_another_architecture(tmp_path):
   inputs = keras.Input((synthetic.TINY_SIZE, synthetic.TINY_SIZE, 3))
   outputs = keras.layers.Dense(43, activation="softmax")(keras.layers.Flatten()(inputs))
   path = _float_export(keras.Model(inputs, outputs), tmp_path / "dense.tflite")
-  with pytest.raises(errors.ModelError, match="dense.tflite: not a float TrafficSignCNN export"):
+  with pytest.raises(errors.ModelError, match="dense.tflite: not a TrafficSignCNN export"):
     from_tflite.load(path)
 
 
-def test_refuses_an_int8_export(tmp_path):
+def test_int8_export_is_dequantized_into_the_model_it_approximates(tmp_path):
   model = _trained_looking_cnn()
   images = np.random.default_rng(0).integers(
-      0, 256, (8, synthetic.TINY_SIZE, synthetic.TINY_SIZE, 3), dtype=np.uint8)
+      0, 256, (64, synthetic.TINY_SIZE, synthetic.TINY_SIZE, 3), dtype=np.uint8)
   path = tmp_path / "model_int8.tflite"
   path.write_bytes(tflite.convert(model, "int8", images))
-  with pytest.raises(errors.ModelError, match="model_int8.tflite: not a float TrafficSignCNN"):
-    from_tflite.load(str(path))
+
+  weights = from_tflite.folded_weights(str(path))
+  rebuilt = from_tflite.rebuild(weights)
+
+  # Dequantized kernels are within half a quantization step of the float ones.
+  float_weights = from_tflite.folded_weights(_float_export(model, tmp_path / "model.tflite"))
+  for name in ("conv1", "conv4", "logits"):
+    kernel, float_kernel = weights[name][0], float_weights[name][0]
+    step = np.abs(float_kernel).max(axis=tuple(range(kernel.ndim - 1))) / 127
+    assert np.all(np.abs(kernel - float_kernel) <= step * 0.51 + 1e-7)
+  floats = images.astype(np.float32) / 255
+  agree = (rebuilt.predict(floats, verbose=0).argmax(1)
+           == model.predict(floats, verbose=0).argmax(1)).mean()
+  assert agree >= 0.9

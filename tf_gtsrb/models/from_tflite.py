@@ -1,4 +1,4 @@
-"""TrafficSignCNN Keras models rebuilt from their float32 TFLite exports.
+"""TrafficSignCNN Keras models rebuilt from their float32 or full-INT8 TFLite exports.
 
 The converter folds each BatchNormalization into the convolution before it, so
 a float flatbuffer holds folded kernels and biases. `load` writes them back
@@ -8,6 +8,10 @@ predicts. That is all a distillation teacher needs. A model that will be
 trained further also needs BatchNorm statistics of its own: given training
 images, each BatchNorm gets the mean and variance its convolution produces on
 them (gamma and beta chosen so that inference is still the folded function).
+An INT8 export's kernels and biases are dequantized (value = scale * (q - zero
+point), per output channel), so the rebuilt float model computes what the INT8
+model approximates: a start for further float training (magnitude pruning,
+clustering, QAT) of a released INT8 model whose Keras model is not at hand.
 """
 
 import numpy as np
@@ -25,27 +29,41 @@ STATISTICS_IMAGES = 4096
 def folded_weights(path):
   """{'conv1': (kernel HWIO, bias), ..., 'logits': (kernel, bias), 'input_size': S}.
 
-  Reads the float flatbuffer at `path` by its operators, in execution order:
-  the TrafficSignCNN's four CONV_2D and one FULLY_CONNECTED. Raises ModelError
-  naming the file when it is not a float TrafficSignCNN export.
+  Reads the float or INT8 flatbuffer at `path` by its operators, in execution
+  order: the TrafficSignCNN's four CONV_2D and one FULLY_CONNECTED (INT8
+  weights dequantized). Raises ModelError naming the file when it is not a
+  TrafficSignCNN export.
   """
   data = flatbuffer.read_file(path)
   graph = flatbuffer.parse(data, path)
   convs = [op for op in graph.operators if op.name == "CONV_2D"]
   denses = [op for op in graph.operators if op.name == "FULLY_CONNECTED"]
   weight_types = {graph.tensors[op.inputs[1]].dtype for op in convs + denses}
-  if len(convs) != traffic_sign_cnn.NUM_BLOCKS or len(denses) != 1 or weight_types != {"float32"}:
+  if len(convs) != traffic_sign_cnn.NUM_BLOCKS or len(denses) != 1 \
+      or weight_types not in ({"float32"}, {"int8"}):
     raise errors.ModelError(
-        f"{path}: not a float TrafficSignCNN export: expected {traffic_sign_cnn.NUM_BLOCKS} "
-        f"float32 CONV_2D and 1 FULLY_CONNECTED, found {len(convs)} CONV_2D and "
-        f"{len(denses)} FULLY_CONNECTED with {sorted(weight_types)} weights")
+        f"{path}: not a TrafficSignCNN export: expected {traffic_sign_cnn.NUM_BLOCKS} "
+        f"CONV_2D and 1 FULLY_CONNECTED with float32 or int8 weights, found {len(convs)} "
+        f"CONV_2D and {len(denses)} FULLY_CONNECTED with {sorted(weight_types)} weights")
   interpreter = litert.Interpreter(model_content=data)
   interpreter.allocate_tensors()
 
+  def dequantized(index):
+    values = interpreter.get_tensor(index)
+    tensor = graph.tensors[index]
+    if tensor.is_float or not tensor.scale:
+      return values.astype(np.float32)
+    scale = np.asarray(tensor.scale, np.float64)
+    zero_point = np.asarray(tensor.zero_point, np.float64)
+    if scale.size > 1:  # Per output channel: axis 0 of OHWI kernels, [out, in] and biases.
+      shape = (-1,) + (1,) * (values.ndim - 1)
+      scale, zero_point = scale.reshape(shape), zero_point.reshape(shape)
+    return ((values - zero_point) * scale).astype(np.float32)
+
   def kernel_and_bias(op):
-    kernel = interpreter.get_tensor(op.inputs[1])
+    kernel = dequantized(op.inputs[1])
     bias_index = op.inputs[2] if len(op.inputs) > 2 else -1
-    bias = interpreter.get_tensor(bias_index) if bias_index >= 0 else np.zeros(
+    bias = dequantized(bias_index) if bias_index >= 0 else np.zeros(
         kernel.shape[0], np.float32)
     return kernel, bias
 
@@ -87,7 +105,7 @@ def rebuild(weights, images=None):
 
 
 def load(path, images=None):
-  """The TrafficSignCNN in the float flatbuffer at `path` (see `rebuild` for `images`)."""
+  """The TrafficSignCNN in the float or INT8 flatbuffer at `path` (see `rebuild` for `images`)."""
   return rebuild(folded_weights(path), images)
 
 
