@@ -161,6 +161,14 @@ def test_run_writes_every_output(finished):
              for m in benchmark["models"].values())
 
 
+def test_every_training_step_writes_tensorboard_logs_under_the_work_dir(finished):
+  import glob  # pylint: disable=g-import-not-at-top
+  for logs in ("train/logs", "prune/logs/fit", "qat/logs/fit"):
+    events = glob.glob(os.path.join(finished["work_dir"], logs, "**", "events.out.tfevents.*"),
+                       recursive=True)
+    assert events, logs
+
+
 def test_second_run_skips_every_step(finished):
   work_dir = finished["work_dir"]
   before = _marker_mtimes(work_dir)

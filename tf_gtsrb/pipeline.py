@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -149,6 +150,12 @@ class PipelineConfig:
 
   def validate(self):
     """Raises ConfigError for a setting a later step would reject, before any step runs."""
+    for field in dataclasses.fields(self):
+      value = getattr(self, field.name)
+      if isinstance(value, float) and not math.isfinite(value):
+        raise errors.ConfigError(f"{field.name} must be a finite number, got {value}")
+      if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        raise errors.ConfigError(f"{field.name} must be >= 0, got {value}")
     if self.source not in sources.SOURCES:
       raise errors.ConfigError(
           f"unknown source {self.source!r}; choose one of {', '.join(sources.SOURCES)}")
@@ -300,6 +307,12 @@ class Pipeline:
     from tf_gtsrb.data import archives  # pylint: disable=g-import-not-at-top
     return archives.sha256sum(path)
 
+  def _training_logs(self, step, phase="fit"):
+    """TensorBoard callbacks writing under <work_dir>/<step>/logs/<phase>: one log root per
+    work directory (`tensorboard --logdir=<work_dir>`)."""
+    from tf_gtsrb.training import compile as compile_lib  # pylint: disable=g-import-not-at-top
+    return compile_lib.training_logs(os.path.join(self.dirs[step], "logs", phase))
+
   # Steps. Each returns a JSON-ready dict of what it produced.
 
   def _prepare(self, results):
@@ -440,13 +453,15 @@ class Pipeline:
                                     learning_rate=compile_lib.cosine_decay(
                                         c.prune_learning_rate, c.prune_epochs * steps),
                                     label_smoothing=c.label_smoothing, steps_per_epoch=steps,
-                                    teacher=teacher, distill_mixup=c.distill_mixup)
+                                    teacher=teacher, distill_mixup=c.distill_mixup,
+                                    callbacks=self._training_logs("prune"))
     record = channel_pruning.describe_pruning(model, pruned, kept, percentages, c.prune_criterion)
     record["val_accuracy"] = _last(history.history)
     if c.prune_swa_epochs:
       record["swa"] = swa.average_weights(
           pruned, train_ds, val_ds, c.prune_swa_epochs, steps, c.prune_swa_learning_rate,
-          label_smoothing=c.label_smoothing, teacher=teacher, distill_mixup=c.distill_mixup)
+          label_smoothing=c.label_smoothing, teacher=teacher, distill_mixup=c.distill_mixup,
+          callbacks=self._training_logs("prune", "swa"))
       record["val_accuracy"] = record["swa"]["average_val_accuracy"]
     path = os.path.join(self.dirs["prune"], "pruned.keras")
     model_io.save_model(pruned, path)
@@ -476,6 +491,7 @@ class Pipeline:
                                            learning_rate=compile_lib.cosine_decay(
                                                c.qat_learning_rate, c.qat_epochs * steps),
                                            steps_per_epoch=steps,
+                                           callbacks=self._training_logs("qat"),
                                            label_smoothing=c.label_smoothing, teacher=teacher,
                                            distill_mixup=c.distill_mixup)
     path = os.path.join(self.dirs["qat"], "qat.keras")
