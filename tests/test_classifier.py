@@ -174,3 +174,32 @@ def test_help_of_every_console_script_lists_its_own_flags():
     text = done[script].stdout + done[script].stderr
     if own:
       assert f"--{own[0]}" in text, (script, text[:500])
+
+
+def _readme_blocks(kind):
+  """The fenced code blocks of README.md marked with `<!-- test: KIND -->`."""
+  with open(os.path.join(ROOT, "README.md")) as f:
+    text = f.read()
+  return re.findall(rf"<!-- test: {kind} -->\s*```\w*\n(.*?)```", text, re.S)
+
+
+def test_readme_python_snippets_run_as_written():
+  blocks = _readme_blocks("python")
+  assert blocks
+  for block in blocks:
+    done = subprocess.run([sys.executable, "-c", block], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "14 Stop" in done.stdout
+
+
+@pytest.mark.slow
+def test_readme_shell_snippets_run_as_written():
+  blocks = _readme_blocks("sh")
+  assert blocks
+  env = dict(os.environ, PATH=BIN + os.pathsep + os.environ["PATH"])
+  for block in blocks:
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "14 Stop" in done.stdout
