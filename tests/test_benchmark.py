@@ -13,6 +13,7 @@ import pytest
 from tf_gtsrb import errors
 from tf_gtsrb.benchmark import compare
 from tf_gtsrb.benchmark import latency
+from tf_gtsrb.benchmark import predictions as predictions_lib
 from tf_gtsrb.benchmark import runners
 from tf_gtsrb.export import tflite
 from tf_gtsrb.keras import keras
@@ -215,6 +216,7 @@ def test_benchmark_models(model_files, images, labels):
     assert 0 < entry["gzip_size_bytes"]
     assert entry["metrics"]["num_examples"] == len(images)
     assert result["predictions"][name].shape == (len(images),)
+    assert np.all((0 < result["confidences"][name]) & (result["confidences"][name] <= 1.0001))
   models = result["models"]
   assert models["keras_float"]["macs"] == models["tflite_int8"]["macs"] > 0
   assert models["tflite_int8"]["input_type"] == "int8"
@@ -249,7 +251,11 @@ def test_benchmark_tool_end_to_end(tmp_path, model_files, tiny_data_dir):
   assert "CPU:" in done.stdout and "threads: 1" in done.stdout
   assert "agreement tflite_float vs keras_float: 100.00%" in done.stdout
   names = set(os.listdir(out))
-  assert {"benchmark.json", "benchmark.md"} <= names
+  assert {"benchmark.json", "benchmark.md", "predictions.npz", "report.html"} <= names
+  saved = predictions_lib.load_predictions(str(out / "predictions.npz"))
+  assert list(saved["models"]) == list(model_files) and len(saved["labels"]) == 48
+  report = (out / "report.html").read_text()
+  assert "Error gallery (tflite_int8)" in report and "data:image/png;base64," in report
   assert {f"confusion_matrix_{n}.png" for n in model_files} <= names
 
 

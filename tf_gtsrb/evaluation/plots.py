@@ -23,13 +23,21 @@ def save_confusion_matrix_png(cm, path, class_names=None, title=""):
   Ticks are class ids; with `class_names` the y-axis reads 'id: name'. Sized to
   stay legible for the 43 GTSRB classes.
   """
+  png = confusion_matrix_png(cm, class_names, title, what=path)
+  with io_utils.atomic_write(path, "wb") as f:
+    f.write(png)
+  return path
+
+
+def confusion_matrix_png(cm, class_names=None, title="", dpi=100, what="confusion matrix"):
+  """The PNG bytes `save_confusion_matrix_png` writes; errors name `what`."""
   cm = np.asarray(cm)
   if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] == 0:
-    raise errors.ConfigError(f"{path}: confusion matrix must be square, got shape {cm.shape}")
+    raise errors.ConfigError(f"{what}: confusion matrix must be square, got shape {cm.shape}")
   n = cm.shape[0]
   if class_names is not None and len(class_names) != n:
     raise errors.ConfigError(
-        f"{path}: {len(class_names)} class names for a {n}-class confusion matrix")
+        f"{what}: {len(class_names)} class names for a {n}-class confusion matrix")
   normalized = normalize_rows(cm)
 
   small = n <= 12
@@ -59,10 +67,8 @@ def save_confusion_matrix_png(cm, path, class_names=None, title=""):
                   color="white" if value > 0.5 else "black")
 
   buffer = io.BytesIO()
-  figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight", pad_inches=0.2)
-  with io_utils.atomic_write(path, "wb") as f:
-    f.write(buffer.getvalue())
-  return path
+  figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.2)
+  return buffer.getvalue()
 
 
 def _shorten(name, limit=28):
