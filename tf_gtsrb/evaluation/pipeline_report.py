@@ -55,7 +55,8 @@ def target_checks(benchmark):
 
 
 def write_pipeline_report(results, config, output_dir):
-  """Writes report.md and report.json from the pipeline steps' results; returns their paths."""
+  """Writes report.md, report.json and report.html (`html_report`) from the pipeline
+  steps' results; returns their paths."""
   benchmark = io_utils.read_json(results["benchmark"]["benchmark"])
   bench_md = _read_text(os.path.join(os.path.dirname(results["benchmark"]["benchmark"]),
                                      "benchmark.md"))
@@ -95,7 +96,14 @@ def write_pipeline_report(results, config, output_dir):
   json_path = os.path.join(output_dir, "report.json")
   io_utils.write_json(json_path, report)
   io_utils.write_text(md_path, "\n".join(lines))
-  return {"report_md": md_path, "report_json": json_path,
+  from tf_gtsrb.evaluation import html_report  # pylint: disable=g-import-not-at-top
+  html_path = html_report.write_html_report(
+      os.path.join(output_dir, "report.html"),
+      benchmark_dir=os.path.dirname(results["benchmark"]["benchmark"]),
+      work_dir=os.path.dirname(os.path.abspath(output_dir)),
+      data_dir=results["prepare"]["dataset_dir"], gallery_model=INT8_NAME,
+      files=[results["convert"][k] for k in ("int8", "ptq_int8", "baseline_float32")])
+  return {"report_md": md_path, "report_json": json_path, "report_html": html_path,
           "targets_met": all(ok for _, _, ok in checks)}
 
 
