@@ -122,11 +122,11 @@ def file_digest(path):
 def released_files(models_dir):
   """Relative paths ('/'-separated) of every file under `models_dir` but the manifest.
 
-  Hidden names (temporary files of an interrupted write) are left out.
+  Hidden names (temporary files of an interrupted write) and `__pycache__` are left out.
   """
   names = []
   for root, dirs, files in os.walk(models_dir):
-    dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
     for name in files:
       rel = os.path.relpath(os.path.join(root, name), models_dir).replace(os.sep, "/")
       if not name.startswith(".") and rel != MANIFEST_FILE:
