@@ -112,3 +112,39 @@ def test_evaluate_scores_and_summaries(tmp_path):
     assert json.load(f)["accuracy"]["a"]["2"] == 0.5
   assert "| a | 90.00 | 50.00 | 70.00 |" in open(paths["markdown"]).read()
   assert open(paths["png"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_benchmark_tool_scores_the_corruption_suite(tiny_data_dir, tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  import tool_runner  # pylint: disable=g-import-not-at-top
+  model = os.path.join(os.path.dirname(__file__), os.pardir, "models",
+                       "traffic_sign_cnn_pruned_int8.tflite")
+  out = tmp_path / "bench"
+  done = tool_runner.run_tool(
+      "benchmark_tflite", f"--models=int8={model}", f"--data_dir={tiny_data_dir}",
+      f"--output_dir={out}", "--latency_rounds=2", "--warmup=1", "--memory=false",
+      "--html=none", "--corruptions", "--corruption_kinds=fog,jpeg",
+      "--corruption_severities=1,5", "--corruption_subset=40")
+  assert done.returncode == 0, done.stderr
+  with open(out / "corruptions" / "int8" / "corruptions.json") as f:
+    result = json.load(f)
+  assert set(result["accuracy"]) == {"fog", "jpeg"}
+  assert set(result["accuracy"]["jpeg"]) == {"1", "5"}
+  assert 0.0 <= result["mean_corruption_accuracy"] <= 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flag", ["--corruption_kinds=hail", "--corruption_severities=9",
+                                  "--corruption_subset=0"])
+def test_benchmark_tool_refuses_bad_corruption_flags(tiny_data_dir, tmp_path, flag):
+  import os  # pylint: disable=g-import-not-at-top
+  import tool_runner  # pylint: disable=g-import-not-at-top
+  model = os.path.join(os.path.dirname(__file__), os.pardir, "models",
+                       "traffic_sign_cnn_pruned_int8.tflite")
+  done = tool_runner.run_tool("benchmark_tflite", f"--models=int8={model}",
+                              f"--data_dir={tiny_data_dir}", f"--output_dir={tmp_path}",
+                              "--corruptions", flag)
+  assert done.returncode != 0
+  assert "error:" in done.stderr and "Traceback" not in done.stderr

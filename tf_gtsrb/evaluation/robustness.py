@@ -228,3 +228,23 @@ def _save_figure(figure, path):
 
 def _percent(value):
   return "-" if value is None else f"{100 * value:.2f}"
+
+
+def evaluate_model_files(specs, data_dir, output_dir, split="test", kinds=None, severities=None,
+                         subset=None, seed=0, log=None):
+  """The corruption suite for model files ({name: .keras or .tflite path}) on a prepared split.
+
+  Writes each model's corruptions.json/.md/.png under `output_dir`/corruptions/<name>
+  and returns {name: result}. Images are corrupted at their stored size, then resized
+  to each model's input by its runner.
+  """
+  from tf_gtsrb.benchmark import runners  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  images, labels = input_pipeline.load_arrays(data_dir, split)
+  models = {name: runners.load_runner(path, name=name) for name, path in specs.items()}
+  results = evaluate_models({name: runner.predict for name, runner in models.items()},
+                            images, labels, kinds, severities, subset, seed, log=log)
+  for name, result in results.items():
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    write_results(result, os.path.join(output_dir, "corruptions", safe), name=name)
+  return results
