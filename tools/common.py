@@ -69,6 +69,7 @@ FLAG_RANGES = {
     "channels": _COUNT,
     "checkpoint_every_steps": _COUNT,
     "cluster": Range(2, 256, or_zero=True),
+    "corruption_subset": _COUNT,
     "distill_alpha": _FRACTION,
     "distill_mixup": _NON_NEGATIVE,
     "distill_temperature": _RATE,
@@ -76,6 +77,7 @@ FLAG_RANGES = {
     "epochs": _NON_NEGATIVE,
     "erase_probability": _FRACTION,
     "frames_per_track": _COUNT,
+    "indices": _NON_NEGATIVE,
     "image_size": _COUNT,
     "label_smoothing": Range(0, 1, high_open=True),
     "latency_rounds": _COUNT,
@@ -98,7 +100,9 @@ FLAG_RANGES = {
     "test_per_class": _COUNT,
     "threads": _COUNT,
     "threshold": _FRACTION,
+    "top_k": _COUNT,
     "tracks_per_class": _COUNT,
+    "upscale": _COUNT,
     "val_fraction": Range(0, 1, high_open=True),
     "verbose": Range(0, 2),
     "warmup": _NON_NEGATIVE,
@@ -106,7 +110,7 @@ FLAG_RANGES = {
 }
 
 # List flags that hold names, not numbers (not range-checked).
-TEXT_LIST_FLAGS = frozenset({"modes", "agreement"})
+TEXT_LIST_FLAGS = frozenset({"modes", "agreement", "hash_files"})
 
 
 def check_flag_ranges(flag_values=FLAGS):
