@@ -113,3 +113,16 @@ print(json.dumps(missing))
                         text=True, check=False, timeout=600)
   assert done.returncode == 0, done.stderr[-2000:]
   assert json.loads(done.stdout.strip().splitlines()[-1]) == {}
+
+
+def test_pipeline_config_refuses_non_finite_and_negative_numbers():
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb import pipeline  # pylint: disable=g-import-not-at-top
+  numeric = [f for f in dataclasses.fields(pipeline.PipelineConfig)
+             if f.type in (int, float, "int", "float")]
+  assert len(numeric) > 10
+  for field in numeric:
+    for bad in ((math.nan, math.inf, -1.0) if field.type in (float, "float") else (-1,)):
+      config = dataclasses.replace(pipeline.PipelineConfig(), **{field.name: bad})
+      with pytest.raises(errors.ConfigError, match=field.name):
+        config.validate()
