@@ -167,6 +167,9 @@ def test_every_training_step_writes_tensorboard_logs_under_the_work_dir(finished
     events = glob.glob(os.path.join(finished["work_dir"], logs, "**", "events.out.tfevents.*"),
                        recursive=True)
     assert events, logs
+  for step in ("train", "prune", "qat"):  # The curves of the HTML report.
+    history = io_utils.read_json(os.path.join(finished["work_dir"], step, "history.json"))
+    assert history["learning_rate"] and len(history["loss"]) == len(history["learning_rate"])
 
 
 def test_second_run_skips_every_step(finished):

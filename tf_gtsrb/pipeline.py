@@ -466,6 +466,7 @@ class Pipeline:
     path = os.path.join(self.dirs["prune"], "pruned.keras")
     model_io.save_model(pruned, path)
     io_utils.write_json(os.path.join(self.dirs["prune"], "prune.json"), record)
+    _write_history(self.dirs["prune"], history)
     return {"model": path, "channels": record.get("channels_after"),
             "val_accuracy": record["val_accuracy"]}
 
@@ -496,6 +497,7 @@ class Pipeline:
                                            distill_mixup=c.distill_mixup)
     path = os.path.join(self.dirs["qat"], "qat.keras")
     model_io.save_model(qat_model, path)
+    _write_history(self.dirs["qat"], qat_model.history)
     return {"model": path,
             "val_accuracy": _last(qat_model.history.history)}
 
@@ -586,6 +588,12 @@ def _best(history):
 def _last(history):
   """Last validation accuracy in a Keras history dict; None without a validation split."""
   return float(history["val_accuracy"][-1]) if history.get("val_accuracy") else None
+
+
+def _write_history(step_dir, history):
+  """The fine-tune's per-epoch logs (loss, accuracy, learning rate...) as history.json."""
+  io_utils.write_json(os.path.join(step_dir, "history.json"),
+                      {k: [float(v) for v in values] for k, values in history.history.items()})
 
 
 def _read_marker(path):
