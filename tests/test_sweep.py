@@ -116,7 +116,7 @@ def test_sweep_tool_end_to_end(tmp_path, tiny_data_dir):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--percentages=10,100"], "outside [0, 100)"),
+    (["--percentages=10,100"], "must be in [0, 100)"),
     (["--percentages=ten"], "not a number"),
     (["--epochs=-1"], "--epochs"),
 ])
