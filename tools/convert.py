@@ -60,7 +60,7 @@ def _check_flags():
   common.at_least("num_calibration_images", 1)
   if FLAGS.c_array and "int8" in modes and FLAGS.array_name is not None:
     from tf_gtsrb.export import c_array  # pylint: disable=g-import-not-at-top
-    c_array._check_name(FLAGS.array_name, "--array_name")  # pylint: disable=protected-access
+    c_array.check_name(FLAGS.array_name, "--array_name")
   return modes
 
 

@@ -31,7 +31,7 @@ KEYWORDS = frozenset("""
     _Thread_local main""".split())
 
 
-def _check_name(name, what):
+def check_name(name, what):
   """ConfigError unless `name` is an identifier a C++ compiler accepts for a global."""
   if not isinstance(name, str) or not _IDENTIFIER.match(name):
     raise errors.ConfigError(f"{what} {name!r} is not a valid C identifier")
@@ -50,7 +50,7 @@ def array_name_for(model_name):
   """
   stem = re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9]", "_", str(model_name))).strip("_")
   name = f"g_{stem}_model" if stem else "g_model"
-  _check_name(name, "array name")
+  check_name(name, "array name")
   return name
 
 
@@ -78,7 +78,7 @@ def to_c_files(tflite_bytes, name="g_model", header_file=None, arena=None):
   adds `constexpr int k<Model>TensorArenaSize` to the header, `note` as its
   comment.
   """
-  _check_name(name, "array name")
+  check_name(name, "array name")
   flatbuffer.check_identifier(tflite_bytes, f"C array {name}")
   data = bytes(tflite_bytes)
   header_file = header_file or f"{name}.h"
@@ -140,7 +140,7 @@ def parse_c_array(source_text, name="g_model"):
 
   Raises ConfigError when the array is missing or its length disagrees.
   """
-  _check_name(name, "array name")
+  check_name(name, "array name")
   match = re.search(
       r"\b" + re.escape(name) + r"\s*\[\s*\]\s*=\s*\{(?P<body>[^}]*)\}", source_text)
   if not match:
