@@ -209,3 +209,50 @@ def test_bad_arguments_fail_before_any_work(tmp_path):
     prepare.prepare_dataset(str(tmp_path / "out"), source="folder",
                             source_dir=str(tmp_path / "absent"))
   assert not os.path.exists(tmp_path / "out")
+
+
+# --------------------------------------------------------------------------
+# A dataset is keyed by its source.
+
+
+def test_a_dataset_from_other_data_is_refused_then_rebuilt_on_request(tmp_path):
+  first = layouts.OfficialLayout(classes=(1, 2)).write(tmp_path / "first")
+  other = layouts.OfficialLayout(classes=(1, 2, 5)).write(tmp_path / "other")
+  built = build(tmp_path, "official", first)
+  os.rename(first, tmp_path / "moved")  # The same data at another path is still the same.
+  assert build(tmp_path, "official", str(tmp_path / "moved"))["splits"] == built["splits"]
+  with pytest.raises(errors.DataError) as e:
+    build(tmp_path, "official", other)
+  assert f"{built['dataset_dir']}: built from {first} (fingerprint " in str(e.value)
+  assert "pass --rebuild" in str(e.value)
+  assert label_counts(built["dataset_dir"], "test") == {1: 2, 2: 2}  # Untouched.
+  rebuilt = build(tmp_path, "official", other, rebuild=True)
+  assert rebuilt["dataset_dir"] == built["dataset_dir"]
+  assert rebuilt["source_fingerprint"] != built["source_fingerprint"]
+  assert label_counts(rebuilt["dataset_dir"], "test") == {1: 2, 2: 2, 5: 2}
+  assert os.listdir(os.path.dirname(built["dataset_dir"])) == ["1.0.0"]  # Old one gone.
+
+
+def test_a_failed_rebuild_keeps_the_previous_dataset(tmp_path):
+  first = layouts.OfficialLayout(classes=(1, 2)).write(tmp_path / "first")
+  broken = layouts.OfficialLayout(classes=(1, 2))
+  broken.test_rows[1][-1] = 43
+  built = build(tmp_path, "official", first)
+  with pytest.raises(errors.DataError, match="ClassId 43 out of range"):
+    build(tmp_path, "official", broken.write(tmp_path / "broken"), rebuild=True)
+  assert os.listdir(os.path.dirname(built["dataset_dir"])) == ["1.0.0"]
+  assert label_counts(built["dataset_dir"], "test") == {1: 2, 2: 2}
+  assert build(tmp_path, "official", first)["splits"] == built["splits"]  # Still reusable.
+
+
+def test_a_dataset_without_a_recorded_source_is_not_reused(tmp_path):
+  root = layouts.write_folder(tmp_path / "folder", {0: 4, 1: 4})
+  built = build(tmp_path, "folder", root)
+  os.remove(os.path.join(built["dataset_dir"], prepare.SOURCE_FILE))  # As older versions left it.
+  with pytest.raises(errors.DataError, match="built from an unrecorded source"):
+    build(tmp_path, "folder", root)
+  (tmp_path / "folder" / "train" / "1" / "extra.png").write_bytes(
+      (tmp_path / "folder" / "train" / "1" / os.listdir(tmp_path / "folder" / "train" / "1")[0])
+      .read_bytes())
+  with pytest.raises(errors.DataError, match="built from"):
+    build(tmp_path, "folder", root)  # A folder source is fingerprinted by names and sizes.

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 from tf_gtsrb import errors
 from tf_gtsrb import locking
 from tf_gtsrb_tools import common
+import tool_runner
 
 _HOLD = """
 import sys, time
@@ -126,3 +128,48 @@ def test_pipeline_config_refuses_non_finite_and_negative_numbers():
       config = dataclasses.replace(pipeline.PipelineConfig(), **{field.name: bad})
       with pytest.raises(errors.ConfigError, match=field.name):
         config.validate()
+
+
+_HOLD_MANY = """
+import contextlib, sys, time
+from tf_gtsrb import locking
+with contextlib.ExitStack() as stack:
+  for directory in sys.argv[1:]:
+    stack.enter_context(locking.directory_lock(directory))
+  print("locked", flush=True)
+  time.sleep(300)
+"""
+
+
+def _written_dir_flags():
+  """{tool: flag} for every tool defining a directory flag it writes."""
+  tools_dir = os.path.join(os.path.dirname(os.path.dirname(__file__)), "tools")
+  found = {"pipeline": "work_dir"}  # Its flags come from PipelineConfig's fields.
+  for name in sorted(os.listdir(tools_dir)):
+    match = re.search(r'DEFINE_string\("(output_dir|model_dir|models_dir)"',
+                      open(os.path.join(tools_dir, name)).read())
+    if match:
+      found[name[:-3]] = match.group(1)
+  return found
+
+
+@pytest.mark.slow
+def test_every_tool_refuses_a_directory_another_run_writes(tmp_path):
+  """One holder locks a directory per tool; each tool, pointed at its own, exits 1 saying so."""
+  tools = _written_dir_flags()
+  assert len(tools) >= 12
+  targets = {tool: str(tmp_path / tool) for tool in tools}
+  holder = subprocess.Popen([sys.executable, "-c", _HOLD_MANY, *targets.values()],
+                            stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "locked"
+    for tool, flag in tools.items():
+      done = tool_runner.run_tool(tool, f"--{flag}={targets[tool]}",
+                                  f"--archive_dir={tmp_path}", f"--data_dir={tmp_path}",
+                                  "--undefok=archive_dir,data_dir")
+      assert done.returncode == 1, (tool, done.stderr[-1500:])
+      assert f"error: {targets[tool]}: in use by pid {holder.pid}" in done.stderr, tool
+      assert not os.path.exists(targets[tool]), tool
+  finally:
+    holder.kill()
+    holder.wait()

@@ -542,6 +542,27 @@ def test_rebuilt_dataset_retrains_from_scratch(finished, tmp_path):
   assert os.path.exists(_marker(work_dir, "train"))
 
 
+def test_other_data_in_the_same_work_dir_rebuilds_the_dataset(finished, tmp_path):
+  """The sample's dataset is never reused for other data, at another path or changed in place."""
+  import layouts  # pylint: disable=g-import-not-at-top
+  work_dir = _copy(finished, tmp_path)
+  layout = layouts.OfficialLayout(classes=(1, 2))
+  archive_dir = layout.write(tmp_path / "archives")
+  results, lines = _run(_config(work_dir, archive_dir=archive_dir), only="prepare")
+  assert _status(lines) == {"prepare": "ran"}
+  assert results["prepare"]["splits"]["test"] == 4  # Not the sample's 430.
+  assert results["prepare"]["dataset_dir"] == finished["results"]["prepare"]["dataset_dir"].replace(
+      finished["work_dir"], str(work_dir))
+  extra = ["00099.ppm", *layout.test_rows[0][1:]]  # The same path, other content.
+  layout.test_rows.append(extra)
+  layout.test_images["GTSRB/Final_Test/Images/00099.ppm"] = layout.test_images[
+      "GTSRB/Final_Test/Images/00000.ppm"]
+  layout.write(tmp_path / "archives")
+  results, lines = _run(_config(work_dir, archive_dir=archive_dir), only="prepare")
+  assert _status(lines) == {"prepare": "ran"}
+  assert results["prepare"]["splits"]["test"] == 5
+
+
 def test_killed_run_resumes_when_started_again(tmp_path, capfd):
   """Killed after training's first epoch: the next run continues the training and finishes."""
   work_dir = tmp_path / "work"

@@ -49,7 +49,8 @@ class PipelineConfig:
   so changing it re-runs that step and every later one; None marks a field that
   is not part of a run's identity (where outputs go). Optional metadata:
   `choices` (the allowed values), `paths` ("absolute": comma-separated files,
-  fingerprinted by absolute path; "content": one file, by path and SHA-256) and
+  fingerprinted by absolute path; "content": one file, by path and SHA-256; "data": a
+  data source, by path and `sources.fingerprint`) and
   `trains_baseline` (left out of the fingerprint when baseline_model is given).
   """
   work_dir: str = _setting("work", None, "Directory for every step's outputs.")
@@ -57,7 +58,7 @@ class PipelineConfig:
                          choices=sources.SOURCES)
   archive_dir: Optional[str] = _setting(
       None, "prepare", "The data (official zips, Kaggle copy or folder); default: the bundled "
-      "sample.")
+      "sample.", paths="data")
   image_size: int = _setting(32, "prepare", "Model input size in pixels.")
   balance_target: int = _setting(0, "prepare", "Grow every training class to this many images "
                                  "offline; 0 off.")
@@ -298,6 +299,9 @@ class Pipeline:
       return value
     if kind == "content":
       return {"path": os.path.abspath(value), "sha256": self._sha256(value)}
+    if kind == "data":
+      return {"path": os.path.abspath(value),
+              "fingerprint": sources.fingerprint(self.config.source, value)}
     from tf_gtsrb.models import ensemble  # pylint: disable=g-import-not-at-top
     return ensemble.absolute_teacher_paths(value)
 
@@ -319,7 +323,7 @@ class Pipeline:
     from tf_gtsrb.data import prepare  # pylint: disable=g-import-not-at-top
     c = self.config
     summary = prepare.prepare_dataset(
-        self.dirs["prepare"], source=c.source, source_dir=c.archive_dir,
+        self.dirs["prepare"], source=c.source, source_dir=c.archive_dir, rebuild=True,
         image_size=c.image_size, balance_target=c.balance_target, split_seed=c.seed,
         val_fraction=c.val_fraction)
     self.log(prepare.summary_table(summary))

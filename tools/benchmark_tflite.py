@@ -134,7 +134,7 @@ def main():
 
 
 def run():
-  common.run(main)
+  common.run(main, writes=("output_dir",))
 
 
 if __name__ == "__main__":

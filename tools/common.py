@@ -4,6 +4,7 @@ Flag checks raise errors.ConfigError, which `run` reports as `error: ...` with
 exit status 1. This module loads no TensorFlow, so flag errors come quickly.
 """
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -14,6 +15,7 @@ from absl import flags
 from absl import logging
 
 from tf_gtsrb import errors
+from tf_gtsrb import locking
 
 FLAGS = flags.FLAGS
 
@@ -140,11 +142,13 @@ def check_flag_ranges(flag_values=FLAGS):
                                  f"--{name} {problem}, got {item}")
 
 
-def run(main, takes_args=False):
+def run(main, takes_args=False, writes=()):
   """Runs `main()` as an absl app; exits with its status (None: 0).
 
   With `takes_args`, `main(args)` gets the positional arguments; otherwise
-  they are a usage error. `--help` prints the tool module's docstring and its
+  they are a usage error. `writes` names the flags of directories the tool
+  writes: `main` runs holding their locks (`locking.directory_lock`), so a
+  second writer is refused. `--help` prints the tool module's docstring and its
   flags and exits 0. absl logging is lowered to
   WARNING unless --verbosity is given (TensorFlow logs a lot at INFO). Numeric
   flags are checked against FLAG_RANGES before `main` runs. A GtsrbError
@@ -157,7 +161,11 @@ def run(main, takes_args=False):
       logging.set_verbosity(logging.WARNING)
     try:
       check_flag_ranges()
-      status = main(argv[1:]) if takes_args else main()
+      with contextlib.ExitStack() as locks:
+        for name in writes:
+          if FLAGS[name].value:
+            locks.enter_context(locking.directory_lock(FLAGS[name].value))
+        status = main(argv[1:]) if takes_args else main()
     except errors.GtsrbError as e:
       print(f"error: {e}", file=sys.stderr)
       return 1

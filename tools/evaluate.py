@@ -52,7 +52,7 @@ def main():
 
 
 def run():
-  common.run(main)
+  common.run(main, writes=("output_dir",))
 
 
 if __name__ == "__main__":

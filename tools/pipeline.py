@@ -98,7 +98,7 @@ def failed_check(results):
 
 
 def run():
-  common.run(main)
+  common.run(main, writes=("work_dir", "release_dir"))
 
 
 if __name__ == "__main__":

@@ -133,7 +133,7 @@ def main():
 
 
 def run():
-  common.run(main)
+  common.run(main, writes=("output_dir",))
 
 
 if __name__ == "__main__":

@@ -121,7 +121,7 @@ def _print_summary(report):
 
 
 def run():
-  common.run(main)
+  common.run(main, writes=("output_dir",))
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def main():
 
 
 def run():
-  common.run(main)
+  common.run(main, writes=("models_dir",))
 
 
 if __name__ == "__main__":

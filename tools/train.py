@@ -98,7 +98,7 @@ def _config():
 
 
 def run():
-  common.run(main)
+  common.run(main, writes=("model_dir",))
 
 
 if __name__ == "__main__":

@@ -1,15 +1,19 @@
 """Builds the GTSRB TFDS dataset from official archives, the Kaggle copy or a folder."""
 
 import os
+import shutil
 import time
 
 import tensorflow_datasets as tfds
 
 from tf_gtsrb import errors
+from tf_gtsrb import io_utils
+from tf_gtsrb import locking
 from tf_gtsrb.data import archives
 from tf_gtsrb.data import gtsrb
 from tf_gtsrb.data import kaggle_download
 from tf_gtsrb.data import sample
+from tf_gtsrb.data import sources
 from tf_gtsrb.data.class_names import CLASS_NAMES
 
 
@@ -36,30 +40,78 @@ def resolve_source_dir(source, source_dir=None, download_dir=None):
   raise errors.ConfigError(f"{source} source needs --archive_dir pointing at the folder")
 
 
-def prepare_dataset(output_dir, source="official", source_dir=None, download_dir=None,
-                    **config_kwargs):
-  """Builds (or reuses, if already complete) the dataset; returns a summary dict.
+SOURCE_FILE = "source.json"  # In the dataset directory: the source it was built from.
 
-  `config_kwargs` are `GtsrbConfig` fields: image_size, roi_crop, split_mode,
-  val_fraction, split_seed, balance_target, balance_seed.
+
+def prepare_dataset(output_dir, source="official", source_dir=None, download_dir=None,
+                    rebuild=False, **config_kwargs):
+  """Builds the dataset, or reuses it when built from the same source; returns a summary.
+
+  The dataset's identity is its settings (the TFDS config name) and its source's
+  content fingerprint (`sources.fingerprint`, recorded in SOURCE_FILE). A
+  dataset built from other data is never reused: DataError, or with `rebuild`
+  it is rebuilt, the old one kept until the new one is complete. Holds the lock
+  of `output_dir` throughout. `config_kwargs` are `GtsrbConfig` fields:
+  image_size, roi_crop, split_mode, val_fraction, split_seed, balance_target,
+  balance_seed.
   """
   config = gtsrb.GtsrbConfig.create(source=source, **config_kwargs)
   root = resolve_source_dir(source, source_dir, download_dir)
-  registered = config.name in gtsrb.Gtsrb.builder_configs  # TFDS wants registered ones by name.
-  builder = gtsrb.Gtsrb(config=config.name if registered else config, data_dir=output_dir)
+  wanted = {"source": source, "path": os.path.abspath(root),
+            "fingerprint": sources.fingerprint(source, root)}
   start = time.time()
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=root))
+  with locking.directory_lock(output_dir):
+    builder = _builder(config, output_dir)
+    dataset_dir = str(builder.data_dir)
+    replaced = None
+    built = _recorded_source(dataset_dir) if os.path.isdir(dataset_dir) else None
+    if built is not None and (built.get("source"), built.get("fingerprint")) != (
+        source, wanted["fingerprint"]):
+      if not rebuild:
+        raise errors.DataError(
+            f"{dataset_dir}: built from {built.get('path', 'an unrecorded source')} "
+            f"(fingerprint {built.get('fingerprint', 'unknown')}), not from {root} "
+            f"(fingerprint {wanted['fingerprint']}); pass --rebuild or another output directory")
+      replaced = f"{dataset_dir}.replaced-{os.getpid()}"
+      os.rename(dataset_dir, replaced)
+      builder = _builder(config, output_dir)
+      built = None
+    try:
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(manual_dir=root))
+      if built is None:
+        io_utils.write_json(os.path.join(dataset_dir, SOURCE_FILE), wanted)
+    except BaseException:
+      if replaced and not os.path.exists(dataset_dir):
+        os.rename(replaced, dataset_dir)  # The old dataset stays usable.
+      raise
+    if replaced:
+      shutil.rmtree(replaced)
   splits = {name: info.num_examples for name, info in builder.info.splits.items()}
   return {
-      "dataset_dir": str(builder.data_dir),
+      "dataset_dir": dataset_dir,
       "config": config.name,
       "source_dir": root,
+      "source_fingerprint": wanted["fingerprint"],
       "splits": splits,
       "skipped": builder.stats["skipped"],
       "class_counts": builder.stats["class_counts"],
       "seconds": round(time.time() - start, 1),
   }
+
+
+def _recorded_source(dataset_dir):
+  """What SOURCE_FILE in `dataset_dir` records; {} when absent or unreadable."""
+  try:
+    record = io_utils.read_json(os.path.join(dataset_dir, SOURCE_FILE))
+  except errors.GtsrbError:
+    return {}
+  return record if isinstance(record, dict) else {}
+
+
+def _builder(config, output_dir):
+  registered = config.name in gtsrb.Gtsrb.builder_configs  # TFDS wants registered ones by name.
+  return gtsrb.Gtsrb(config=config.name if registered else config, data_dir=output_dir)
 
 
 def summary_table(summary):

@@ -10,6 +10,7 @@ image's bytes, so splits can be computed before any image is decoded. Layouts:
 """
 
 import dataclasses
+import hashlib
 import os
 import re
 from typing import Callable
@@ -46,6 +47,30 @@ def read_records(source, path, split):
   if not os.path.isdir(path):
     raise errors.DataError(f"{path}: {source} data directory not found")
   return readers[source](path, split)
+
+
+def fingerprint(source, path):
+  """A short content fingerprint of the data at `path`, for telling sources apart.
+
+  official: SHA-256 of the three archives' contents. kaggle and folder: every
+  file's relative name and size, and the full content of CSV files (hashing
+  50,000 image files would cost more than the rebuild it guards).
+  """
+  digest = hashlib.sha256(source.encode())
+  if source == "official":
+    for name in (TRAIN_ARCHIVE, TEST_ARCHIVE, TEST_GT_ARCHIVE):
+      archive = os.path.join(path, name)
+      digest.update(f"{name}:{archives.sha256sum(archive) if os.path.isfile(archive) else '-'}\n"
+                    .encode())
+    return digest.hexdigest()[:16]
+  for folder, subdirs, files in os.walk(path):
+    subdirs.sort()
+    for name in sorted(files):
+      full = os.path.join(folder, name)
+      digest.update(f"{os.path.relpath(full, path)}:{os.path.getsize(full)}\n".encode())
+      if name.lower().endswith(".csv"):
+        digest.update(_read_file(full))
+  return digest.hexdigest()[:16]
 
 
 def official_records(archive_dir, split):
