@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 
 from tf_gtsrb import errors
+from tf_gtsrb import io_utils
 from tf_gtsrb.benchmark import compare
 from tf_gtsrb.benchmark import latency
 from tf_gtsrb.benchmark import predictions as predictions_lib
 from tf_gtsrb.benchmark import runners
+from tf_gtsrb.export import metadata
 from tf_gtsrb.export import tflite
 from tf_gtsrb.keras import keras
 from tf_gtsrb.models import io as model_io
@@ -55,8 +57,9 @@ def model_files(tmp_path_factory, model, int8_bytes, float_bytes):
            "tflite_float": str(directory / "model_float32.tflite"),
            "tflite_int8": str(directory / "model_int8.tflite")}
   model_io.save_model(model, paths["keras_float"])
-  tflite.save_tflite(float_bytes, paths["tflite_float"])
-  tflite.save_tflite(int8_bytes, paths["tflite_int8"])
+  info = metadata.ModelInfo(name="test_model")  # As gtsrb-convert writes them.
+  tflite.save_tflite(metadata.add_metadata(float_bytes, info), paths["tflite_float"])
+  tflite.save_tflite(metadata.add_metadata(int8_bytes, info), paths["tflite_int8"])
   return paths
 
 
@@ -240,14 +243,52 @@ def test_benchmark_models(model_files, images, labels):
     compare.benchmark_models(model_files, images, labels[:3])
 
 
+def test_runtimes_score_each_flatbuffer_and_tflite_micro_follows_the_reference_kernels(
+    model_files, images, labels):
+  from tf_gtsrb.benchmark import runtimes  # pylint: disable=g-import-not-at-top
+  scores = runtimes.score_runtimes(model_files, images, labels, runtimes.RUNTIMES, log=lambda line: None)
+  assert set(scores) == set(runtimes.RUNTIMES)
+  for runtime, per_model in scores.items():
+    assert set(per_model) == {"tflite_float", "tflite_int8"}, runtime  # Not the .keras model.
+  assert scores["mediapipe"]["tflite_int8"] == {
+      "skipped": "MediaPipe takes uint8 or float32 input, the model has int8"}
+  litert_int8 = runners.TFLiteRunner(model_files["tflite_int8"]).predict(images).argmax(1)
+  for runtime in ("litert_reference_kernels", "tflite_micro"):
+    s = scores[runtime]["tflite_int8"]
+    assert s["images"] == len(images) and s["accuracy"] == s["correct"] / len(images)
+    assert s["same_class_as_litert"] >= 0.9
+    assert s["ms_per_image"] > 0
+  # TFLite Micro's int8 outputs stay within a few units of the reference kernels'.
+  litert = runners.TFLiteRunner(model_files["tflite_int8"])
+  prepared = litert.prepare(images)
+  micro_raw = runtimes._tflite_micro(litert, prepared, images).astype(int)
+  reference_raw = runtimes._reference_kernels(litert, prepared, images).astype(int)
+  assert micro_raw.shape == reference_raw.shape == (len(images), 43)
+  assert np.abs(micro_raw - reference_raw).max() <= 8
+  assert np.mean(micro_raw == reference_raw) >= 0.95
+  float_mp = scores["mediapipe"]["tflite_float"]  # Normalization read from the metadata.
+  assert float_mp["same_class_as_litert"] == 1.0 and float_mp["identical_outputs"] is None
+  assert abs(scores["tflite_micro"]["tflite_int8"]["accuracy"]
+             - np.mean(litert_int8 == labels)) <= 0.1
+  table = runtimes.markdown_table(scores)
+  assert "| tflite_micro | tflite_int8 |" in table and "| mediapipe | tflite_int8 | skipped" in table
+  with pytest.raises(errors.ConfigError, match="unknown runtime 'tflm'"):
+    runtimes.parse_runtimes(["tflm"])
+
+
 def test_benchmark_tool_end_to_end(tmp_path, model_files, tiny_data_dir):
   out = tmp_path / "bench"
   models = ",".join(f"{name}={path}" for name, path in model_files.items())
   done = tool_runner.run_tool(
       "benchmark_tflite", f"--models={models}", f"--data_dir={tiny_data_dir}", "--limit=48",
       "--latency_rounds=3", "--warmup=1", "--batch_size=16", "--reference=keras_float",
-      "--agreement=tflite_float,keras_float", f"--output_dir={out}", "--nomemory")
+      "--agreement=tflite_float,keras_float", f"--output_dir={out}", "--nomemory",
+      "--runtimes=tflite_micro,mediapipe")
   assert done.returncode == 0, done.stderr[-3000:]
+  assert "| tflite_micro | tflite_int8 |" in (out / "benchmark.md").read_text()
+  saved_runtimes = io_utils.read_json(str(out / "benchmark.json"))["runtimes"]
+  assert saved_runtimes["tflite_micro"]["tflite_int8"]["images"] == 48
+  assert "skipped" in saved_runtimes["mediapipe"]["tflite_int8"]
   assert "CPU:" in done.stdout and "threads: 1" in done.stdout
   assert "agreement tflite_float vs keras_float: 100.00%" in done.stdout
   names = set(os.listdir(out))

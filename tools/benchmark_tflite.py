@@ -36,6 +36,10 @@ flags.DEFINE_float("min_agreement", 0.99,
                    "Fail (exit 1) when the --agreement pair agrees on fewer images (fraction).")
 flags.DEFINE_bool("allow_failed_checks", False,
                   "Exit 0 even when the --agreement check fails.")
+flags.DEFINE_list("runtimes", [], "Also score each .tflite model at batch 1 under these runtimes: "
+                  "litert_reference_kernels, tflite_micro (pip install --pre tflite-micro), "
+                  "mediapipe (float32/uint8 models with metadata); accuracy and agreement with "
+                  "LiteRT go to benchmark.json's 'runtimes' and the report.")
 flags.DEFINE_bool("corruptions", False, "Also score every model on the corruption suite "
                   "(docs/robustness.md): corruptions.json/.md/.png per model.")
 flags.DEFINE_string("corruption_kinds", "all", "Corruption kinds, comma-separated, or 'all'.")
@@ -60,8 +64,12 @@ flags.DEFINE_string("title", "GTSRB traffic-sign classifier", "Title of the HTML
 
 
 def _check_flags():
-  from tf_gtsrb.benchmark import compare  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.benchmark import compare
+  from tf_gtsrb.benchmark import runtimes
+  # pylint: enable=g-import-not-at-top
   specs = compare.parse_model_specs(FLAGS.models)
+  runtimes.parse_runtimes(FLAGS.runtimes)
   for name, path in specs.items():
     if not os.path.isfile(path):
       raise errors.ConfigError(f"{path}: model file not found (--models {name}=...)")
@@ -110,7 +118,7 @@ def main():
       specs, FLAGS.data_dir, FLAGS.output_dir, split=FLAGS.split, limit=FLAGS.limit,
       threads=FLAGS.threads, latency_rounds=FLAGS.latency_rounds, warmup=FLAGS.warmup,
       batch_size=FLAGS.batch_size, reference=FLAGS.reference, measure_memory=FLAGS.memory,
-      agreement_pair=pair or None, min_agreement=FLAGS.min_agreement)
+      agreement_pair=pair or None, min_agreement=FLAGS.min_agreement, runtimes=FLAGS.runtimes)
   print(result["markdown"])
   print(bench.details_table(result))
   print(f"wrote {FLAGS.output_dir}: benchmark.json, benchmark.md, predictions.npz, "

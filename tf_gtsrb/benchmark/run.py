@@ -3,7 +3,8 @@
 Writes benchmark.json, benchmark.md (the metrics and performance tables plus
 ratios against the reference model and the agreement check), a confusion
 matrix PNG per model and predictions.npz (every image's predicted class and
-confidence per model, `predictions.load_predictions`).
+confidence per model, `predictions.load_predictions`); optionally the scores
+under other runtimes (`runtimes`: TFLite Micro, reference kernels, MediaPipe).
 """
 
 import os
@@ -13,6 +14,7 @@ from tf_gtsrb import errors
 from tf_gtsrb import io_utils
 from tf_gtsrb.benchmark import compare
 from tf_gtsrb.benchmark import predictions as predictions_lib
+from tf_gtsrb.benchmark import runtimes as runtimes_lib
 from tf_gtsrb.data import input_pipeline
 from tf_gtsrb.data.class_names import CLASS_NAMES
 from tf_gtsrb.evaluation import plots
@@ -32,8 +34,12 @@ def cpu_name():
 
 def run_benchmark(specs, data_dir, output_dir, split="test", limit=None, threads=1,
                   latency_rounds=200, warmup=20, batch_size=32, reference=None,
-                  measure_memory=True, agreement_pair=None, min_agreement=0.99, log=print):
+                  measure_memory=True, agreement_pair=None, min_agreement=0.99, runtimes=(),
+                  log=print):
   """Benchmarks `specs` (name -> model path) on `split`; returns the result dict.
+
+  `runtimes` (names from `runtimes.RUNTIMES`) also scores each `.tflite` model
+  under those runtimes: `result['runtimes']`.
 
   `result['agreement']['passed']` tells whether the `agreement_pair` (A, B)
   predicts the same class on at least `min_agreement` of the images.
@@ -50,6 +56,8 @@ def run_benchmark(specs, data_dir, output_dir, split="test", limit=None, threads
       batch_size=batch_size, reference=reference, measure_memory=measure_memory)
   predictions = result.pop("predictions")
   confidences = result.pop("confidences")
+  if runtimes:
+    result["runtimes"] = runtimes_lib.score_runtimes(specs, images, labels, runtimes, log=log)
   result["machine"] = {"cpu": cpu_name(), "threads": threads, "platform": platform.platform()}
   result["data"] = {"data_dir": os.path.abspath(data_dir), "split": split,
                     "num_images": int(len(images))}
@@ -70,6 +78,8 @@ def run_benchmark(specs, data_dir, output_dir, split="test", limit=None, threads
     entry["confusion_matrix_png"] = path
   markdown = compare.markdown_report(result, title=f"GTSRB {split} benchmark",
                                      header_lines=[machine] + check_lines)
+  if runtimes:
+    markdown += "\n## Runtimes (batch 1)\n\n" + runtimes_lib.markdown_table(result["runtimes"])
   predictions_lib.save_predictions(os.path.join(output_dir, predictions_lib.FILE_NAME),
                                   labels, predictions, confidences)
   io_utils.write_json(os.path.join(output_dir, "benchmark.json"), result)
