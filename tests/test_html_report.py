@@ -156,6 +156,25 @@ def test_robustness_records_from_nested_and_flat_results():
   assert html_report.robustness_records(flat) == [("a", "snow", "3", 0.5)]
 
 
+def test_the_corruption_suites_own_output_gets_a_table_per_model(tmp_path):
+  from tf_gtsrb.evaluation import robustness  # pylint: disable=g-import-not-at-top
+  images = synthetic.blocky_images(20, 32)
+  labels = np.zeros(20, int)  # "float" always right, "int8" always wrong.
+  results = robustness.evaluate_models(
+      {"int8": lambda batch: np.eye(43)[np.ones(len(batch), int)],
+       "float": lambda batch: np.eye(43)[np.zeros(len(batch), int)]},
+      images, labels, kinds=["fog", "jpeg"], severities=[1, 5])
+  io_utils.write_json(str(tmp_path / "robustness.json"), results)
+  page = html_report.build_html(robustness=io_utils.read_json(str(tmp_path / "robustness.json")))
+  section = _sections(page)["Robustness to corruptions"]
+  assert section.count("<h3>") == 2 and "<h3>float</h3>" in section
+  assert "severity 1" in section and "severity 5" in section and "<td>jpeg</td>" in section
+  assert section.count("100.00%") >= 2 + 2 * 2  # float: clean, mean, and each cell.
+  assert "<img" in section
+  one_model = html_report.build_html(robustness=results["int8"])
+  assert "<h3>model</h3>" in _sections(one_model)["Robustness to corruptions"]
+
+
 # The page in a real browser.
 
 _CHECK_SCRIPT = """<script>

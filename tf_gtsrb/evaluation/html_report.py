@@ -465,6 +465,9 @@ _SEVERITY = re.compile(r"(?:severity|level|s)?[_ -]?(\d+(?:\.\d+)?)", re.IGNOREC
 def _robustness_section(robustness):
   if not robustness:
     return _status(f"{NOT_MEASURED}: no corruption benchmark in these results")
+  suite = _suite_results(robustness)
+  if suite:
+    return _suite_section(suite)
   records = robustness_records(robustness)
   if not records:
     return (_status("results present but not in a known shape; as stored:")
@@ -488,6 +491,50 @@ def _robustness_section(robustness):
   axes.grid(True, alpha=0.3)
   axes.legend(fontsize=7, loc="best")
   parts.append(_img(_png(figure), "accuracy per corruption kind and severity"))
+  return "\n".join(parts)
+
+
+def _suite_results(robustness):
+  """{model: result} when `robustness` is the corruption suite's own output
+  (`robustness.evaluate_model_files`, or one model's corruptions.json); else None."""
+  if not isinstance(robustness, dict):
+    return None
+  if "mean_corruption_accuracy" in robustness:
+    return {"model": robustness}
+  if robustness and all(isinstance(r, dict) and "mean_corruption_accuracy" in r
+                        for r in robustness.values()):
+    return robustness
+  return None
+
+
+def _suite_section(suite):
+  """Per model: clean and mean corruption accuracy, a kind x severity table; one plot of
+  every model's accuracy against severity, averaged over kinds."""
+  parts = [_table(("Model", "Clean accuracy", "Mean corruption accuracy", "Weakest kind",
+                   "Images"),
+                  [(name, _percent(r.get("clean_accuracy")),
+                    _percent(r["mean_corruption_accuracy"]), r.get("worst_kind", "-"),
+                    _number(r.get("num_images"), "{:,}")) for name, r in suite.items()],
+                  numeric=(1, 2, 4))]
+  figure = _figure(7, 4)
+  axes = figure.add_subplot(1, 1, 1)
+  for name, result in suite.items():
+    by_kind = result["accuracy"]
+    severities = sorted({s for per in by_kind.values() for s in per}, key=float)
+    parts.append(f"<h3>{_e(name)}</h3>" + _table(
+        ("Corruption", *[f"severity {s}" for s in severities], "mean"),
+        [(kind, *[_percent(per.get(s)) for s in severities],
+          _percent((result.get("kind_mean") or {}).get(kind)))
+         for kind, per in sorted(by_kind.items())],
+        numeric=range(1, len(severities) + 2)))
+    means = [float(np.mean([per[s] for per in by_kind.values() if s in per]))
+             for s in severities]
+    axes.plot([float(s) for s in severities], [100 * m for m in means], "o-", label=name)
+  axes.set_xlabel("severity")
+  axes.set_ylabel("accuracy averaged over kinds (%)")
+  axes.grid(True, alpha=0.3)
+  axes.legend(fontsize=8, loc="best")
+  parts.append(_img(_png(figure), "accuracy against corruption severity, averaged over kinds"))
   return "\n".join(parts)
 
 

@@ -235,7 +235,8 @@ def evaluate_model_files(specs, data_dir, output_dir, split="test", kinds=None, 
   """The corruption suite for model files ({name: .keras or .tflite path}) on a prepared split.
 
   Writes each model's corruptions.json/.md/.png under `output_dir`/corruptions/<name>
-  and returns {name: result}. Images are corrupted at their stored size, then resized
+  and all of them as `output_dir`/robustness.json (what the HTML report reads), and
+  returns {name: result}. Images are corrupted at their stored size, then resized
   to each model's input by its runner.
   """
   from tf_gtsrb.benchmark import runners  # pylint: disable=g-import-not-at-top
@@ -247,4 +248,5 @@ def evaluate_model_files(specs, data_dir, output_dir, split="test", kinds=None, 
   for name, result in results.items():
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     write_results(result, os.path.join(output_dir, "corruptions", safe), name=name)
+  io_utils.write_json(os.path.join(output_dir, "robustness.json"), results)
   return results
