@@ -149,3 +149,67 @@ def test_tool_end_to_end(tmp_path, tiny_model, tiny_data_dir):
   saved = json.loads((out / "evaluation.json").read_text())
   assert saved["model_size_bytes"] == os.path.getsize(model_path)
   assert saved["metrics"]["num_examples"] == input_pipeline.split_size(tiny_data_dir, "test")
+
+
+def _bad_models(directory):
+  """{what: path} of .keras files that are not RGB image classifiers, and a Keras 3 file."""
+  from tf_gtsrb.keras import keras  # pylint: disable=g-import-not-at-top
+  paths = {}
+  vector = keras.Input((10,))
+  paths["not an image"] = keras.Model(vector, keras.layers.Dense(43)(vector))
+  grey = keras.Input((32, 32, 1))
+  paths["greyscale"] = keras.Model(
+      grey, keras.layers.Dense(43)(keras.layers.GlobalAveragePooling2D()(grey)))
+  rgb = keras.Input((32, 32, 3))
+  pooled = keras.layers.GlobalAveragePooling2D()(rgb)
+  paths["two outputs"] = keras.Model(rgb, [keras.layers.Dense(43)(pooled),
+                                           keras.layers.Dense(2)(pooled)])
+  for what, model in list(paths.items()):
+    paths[what] = str(directory / f"{what.replace(' ', '_')}.keras")
+    model_io.save_model(model, paths[what])
+  keras3 = directory / "keras3.keras"  # A Keras 3 file: its metadata says so.
+  import zipfile  # pylint: disable=g-import-not-at-top
+  with zipfile.ZipFile(paths["greyscale"]) as source, zipfile.ZipFile(keras3, "w") as target:
+    for item in source.namelist():
+      data = source.read(item)
+      if item == "metadata.json":
+        data = json.dumps({**json.loads(data), "keras_version": "3.12.0"}).encode()
+      target.writestr(item, data)
+  paths["keras 3"] = str(keras3)
+  return paths
+
+
+def test_tool_refuses_models_that_are_not_rgb_classifiers_in_one_line(tmp_path, tiny_data_dir):
+  expected = {"not an image": "input is not a square RGB image tensor (None, S, S, 3): got "
+                              "(None, 10)",
+              "greyscale": "input is not a square RGB image tensor (None, S, S, 3): got "
+                           "(None, 32, 32, 1)",
+              "two outputs": "output is not one vector of class scores (None, C): got 2 outputs",
+              "keras 3": "saved by Keras 3.12.0; this project reads models saved by Keras 2 "
+                         "(tf_keras, TF_USE_LEGACY_KERAS=1)"}
+  for what, path in _bad_models(tmp_path).items():
+    done = _run_tool(f"--model={path}", f"--data_dir={tiny_data_dir}",
+                     f"--output_dir={tmp_path}/out")
+    assert done.returncode == 1, (what, done.stderr[-2000:])
+    assert done.stderr.strip().splitlines()[-1] == f"error: {path}: {expected[what]}", what
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_tool_runs_the_corruption_suite(tmp_path, tiny_model, tiny_data_dir):
+  model_path = str(tmp_path / "tiny.keras")
+  model_io.save_model(tiny_model, model_path)
+  out = tmp_path / "eval"
+  done = _run_tool(f"--model={model_path}", f"--data_dir={tiny_data_dir}", f"--output_dir={out}",
+                   "--corruptions", "--corruption_kinds=fog,jpeg", "--corruption_severities=1,5",
+                   "--corruption_subset=40")
+  assert done.returncode == 0, done.stderr[-3000:]
+  saved = json.loads((out / "robustness.json").read_text())
+  assert set(saved) == {"tiny"}
+  assert saved["tiny"]["num_images"] == 40
+  assert set(saved["tiny"]["accuracy"]) == {"fog", "jpeg"}
+  assert set(saved["tiny"]["accuracy"]["fog"]) == {"1", "5"}
+  assert (out / "corruptions" / "tiny" / "corruptions.png").exists()
+  bad = _run_tool(f"--model={model_path}", f"--data_dir={tiny_data_dir}",
+                  f"--output_dir={tmp_path}/bad", "--corruptions", "--corruption_kinds=smoke")
+  assert bad.returncode == 1 and "smoke" in bad.stderr and not (tmp_path / "bad").exists()

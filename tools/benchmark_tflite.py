@@ -40,12 +40,7 @@ flags.DEFINE_list("runtimes", [], "Also score each .tflite model at batch 1 unde
                   "litert_reference_kernels, tflite_micro (pip install --pre tflite-micro), "
                   "mediapipe (float32/uint8 models with metadata); accuracy and agreement with "
                   "LiteRT go to benchmark.json's 'runtimes' and the report.")
-flags.DEFINE_bool("corruptions", False, "Also score every model on the corruption suite "
-                  "(docs/robustness.md): corruptions.json/.md/.png per model.")
-flags.DEFINE_string("corruption_kinds", "all", "Corruption kinds, comma-separated, or 'all'.")
-flags.DEFINE_string("corruption_severities", "1-5", "Severities, e.g. '1,3,5' or '1-5'.")
-flags.DEFINE_integer("corruption_subset", None, "Score a seeded sample of this many images "
-                     "(count; default: the whole split).")
+common.define_corruption_flags()
 flags.DEFINE_boolean("memory", True,
                      "Measure peak resident memory per model in a subprocess (MB).")
 flags.DEFINE_string("output_dir", None, "Directory for benchmark.json/.md and PNGs.")
@@ -108,12 +103,9 @@ def main():
   runners.set_tf_threads(FLAGS.threads)  # Before TensorFlow runs anything.
   from tf_gtsrb.benchmark import run as bench
   from tf_gtsrb.evaluation import corruptions
-  from tf_gtsrb.evaluation import robustness
   # pylint: enable=g-import-not-at-top
-  kinds = corruptions.parse_kinds(FLAGS.corruption_kinds)
-  severities = corruptions.parse_severities(FLAGS.corruption_severities)
-  if FLAGS.corruption_subset is not None and FLAGS.corruption_subset < 1:
-    raise errors.ConfigError(f"--corruption_subset must be >= 1, got {FLAGS.corruption_subset}")
+  corruptions.parse_kinds(FLAGS.corruption_kinds)  # Bad names fail before the benchmark.
+  corruptions.parse_severities(FLAGS.corruption_severities)
   result = bench.run_benchmark(
       specs, FLAGS.data_dir, FLAGS.output_dir, split=FLAGS.split, limit=FLAGS.limit,
       threads=FLAGS.threads, latency_rounds=FLAGS.latency_rounds, warmup=FLAGS.warmup,
@@ -124,11 +116,7 @@ def main():
   print(f"wrote {FLAGS.output_dir}: benchmark.json, benchmark.md, predictions.npz, "
         "confusion matrix PNGs")
   if FLAGS.corruptions:
-    scores = robustness.evaluate_model_files(
-        specs, FLAGS.data_dir, FLAGS.output_dir, split=FLAGS.split, kinds=kinds,
-        severities=severities, subset=FLAGS.corruption_subset)
-    print(robustness.comparison_table(scores))
-    print(f"wrote {FLAGS.output_dir}/corruptions/<model>/corruptions.json, .md, .png")
+    common.corruption_suite(specs, FLAGS.data_dir, FLAGS.output_dir, FLAGS.split)
   if FLAGS.html != "none":
     from tf_gtsrb.evaluation import html_report  # pylint: disable=g-import-not-at-top
     html_path = html_report.write_html_report(

@@ -227,6 +227,32 @@ def define_final_fit_flag():
                     "and validation splits together; no validation accuracy is measured.")
 
 
+def define_corruption_flags():
+  """Defines --corruptions, --corruption_kinds, --corruption_severities, --corruption_subset."""
+  flags.DEFINE_bool("corruptions", False, "Also score the model(s) on the corruption suite "
+                    "(docs/robustness.md): corruptions/<model>/corruptions.json/.md/.png and "
+                    "robustness.json in the output directory.")
+  flags.DEFINE_string("corruption_kinds", "all", "Corruption kinds, comma-separated, or 'all'.")
+  flags.DEFINE_string("corruption_severities", "1-5", "Severities, e.g. '1,3,5' or '1-5'.")
+  flags.DEFINE_integer("corruption_subset", None, "Score a seeded sample of this many images "
+                       "(count; default: the whole split).")
+
+
+def corruption_suite(specs, data_dir, output_dir, split):
+  """Runs the corruption suite the --corruption_* flags ask for on `specs` ({name: path}),
+  prints the comparison table; returns {name: result}."""
+  from tf_gtsrb.evaluation import corruptions  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.evaluation import robustness  # pylint: disable=g-import-not-at-top
+  scores = robustness.evaluate_model_files(
+      specs, data_dir, output_dir, split=split,
+      kinds=corruptions.parse_kinds(FLAGS.corruption_kinds),
+      severities=corruptions.parse_severities(FLAGS.corruption_severities),
+      subset=FLAGS.corruption_subset)
+  print(robustness.comparison_table(scores))
+  print(f"wrote {output_dir}/robustness.json and corruptions/<model>/corruptions.json, .md, .png")
+  return scores
+
+
 def define_distillation_flags():
   """Defines --teacher, --distill_temperature, --distill_alpha and --distill_mixup."""
   flags.DEFINE_string("teacher", None, "A float .keras model (e.g. the baseline) or a "

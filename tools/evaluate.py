@@ -2,6 +2,8 @@
 
 Example:
   gtsrb-evaluate --model=runs/base/model.keras --data_dir=data/gtsrb --split=test
+  gtsrb-evaluate --model=runs/base/model.keras --data_dir=data/gtsrb --corruptions \
+      --corruption_subset=2000   # also the corruption suite (docs/robustness.md)
 """
 
 import os
@@ -21,6 +23,7 @@ flags.DEFINE_string("output_dir", None,
                     "(default: <model directory>/eval_<split>).")
 flags.DEFINE_integer("batch_size", 256, "Images per inference batch.")
 flags.DEFINE_string("name", None, "Model name in the tables (default: model file name).")
+common.define_corruption_flags()
 
 
 def main():
@@ -36,9 +39,13 @@ def main():
   from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.models import io as model_io  # pylint: disable=g-import-not-at-top
 
+  from tf_gtsrb.evaluation import corruptions  # pylint: disable=g-import-not-at-top
+  corruptions.parse_kinds(FLAGS.corruption_kinds)  # Bad names fail before any work.
+  corruptions.parse_severities(FLAGS.corruption_severities)
   input_pipeline.find_dataset_dir(data_dir)  # A prepared dataset, before loading the model.
   model = model_io.load_model(model_path)
-  result = evaluate.evaluate_keras_model(model, data_dir, FLAGS.split, FLAGS.batch_size)
+  result = evaluate.evaluate_keras_model(model, data_dir, FLAGS.split, FLAGS.batch_size,
+                                         source=model_path)
   paths = evaluate.write_evaluation(result, output_dir, model_path=model_path, name=FLAGS.name)
   name = FLAGS.name or os.path.splitext(os.path.basename(model_path))[0]
   scores = result["metrics"]
@@ -49,6 +56,8 @@ def main():
       "size_bytes": os.path.getsize(model_path)}]))
   for kind in ("json", "markdown", "png"):
     print(f"wrote {paths[kind]}")
+  if FLAGS.corruptions:
+    common.corruption_suite({name: model_path}, data_dir, output_dir, FLAGS.split)
 
 
 def run():

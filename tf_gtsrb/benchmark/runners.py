@@ -174,14 +174,7 @@ class KerasRunner:
       self.model = model
       self.source = name or getattr(model, "name", "<keras model>")
     self.name = name or (os.path.basename(self.path) if self.path else self.source)
-    inputs = getattr(self.model, "inputs", None)
-    shape = tuple(inputs[0].shape) if inputs and len(inputs) == 1 else None
-    if shape is None or len(shape) != 4 or shape[3] != 3 or shape[1] is None \
-        or shape[1] != shape[2]:
-      raise errors.ModelError(
-          f"{self.source}: input is not a square RGB image tensor (None, S, S, 3): got "
-          f"{shape if shape is not None else 'several inputs'}")
-    self.input_size = int(shape[1])
+    self.input_size = model_io.check_classifier(self.model, self.source)
     self._call = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
 
   @property

@@ -56,13 +56,14 @@ def predict_dataset(model, dataset):
   return np.concatenate(probabilities), np.concatenate(labels).astype(np.int64)
 
 
-def evaluate_keras_model(model, data_dir, split="test", batch_size=256):
+def evaluate_keras_model(model, data_dir, split="test", batch_size=256, source=None):
   """Scores `model` on a split of a prepared dataset.
 
   Returns {'metrics': classification_report, 'params': count_params,
   'macs': MACs per image, 'split': split, 'num_classes': ...}. A bad split,
-  batch size or data_dir raises ConfigError, a model whose input size differs
-  from the dataset's images ModelError, both before any prediction.
+  batch size or data_dir raises ConfigError; a model that is not an RGB image
+  classifier, or whose input size differs from the dataset's images, ModelError
+  naming `source` (default: the model's name); all before any prediction.
   """
   from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
 
@@ -71,6 +72,8 @@ def evaluate_keras_model(model, data_dir, split="test", batch_size=256):
   _check_batch_size(batch_size)
   if not os.path.isdir(data_dir):
     raise errors.ConfigError(f"{data_dir}: data directory not found")
+  from tf_gtsrb.models import io as model_io  # pylint: disable=g-import-not-at-top
+  model_io.check_classifier(model, source or f"model {model.name!r}")
   size = input_pipeline.image_size(data_dir)
   expected = tuple(model.input_shape[1:3])
   if None not in expected and expected != (size, size):

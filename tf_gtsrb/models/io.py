@@ -1,5 +1,6 @@
 """Saving and loading Keras models (.keras files), including pruned and QAT models."""
 
+import json
 import os
 import zipfile
 
@@ -52,6 +53,10 @@ def load_model(path):
     raise errors.ModelError(f"{path}: model file not found")
   if not zipfile.is_zipfile(path):
     raise errors.ModelError(f"{path}: not a .keras model file (truncated or wrong format)")
+  version = _saved_keras_version(path)
+  if version.startswith("3"):
+    raise errors.ModelError(f"{path}: saved by Keras {version}; this project reads models saved "
+                            "by Keras 2 (tf_keras, TF_USE_LEGACY_KERAS=1)")
   from tf_gtsrb.compression import quantization  # pylint: disable=g-import-not-at-top
   try:
     if quantization.is_quantize_aware_file(path):
@@ -59,4 +64,32 @@ def load_model(path):
     with quantization.tfmot_scope():
       return keras.models.load_model(path, compile=False)
   except Exception as e:  # Keras raises many types for a bad file.
-    raise errors.ModelError(f"{path}: cannot load model: {e}") from e
+    first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    raise errors.ModelError(f"{path}: cannot load model: {first_line[:200]}") from e
+
+
+def _saved_keras_version(path):
+  """The Keras version a .keras file records in its metadata.json ('' if none)."""
+  try:
+    with zipfile.ZipFile(path) as archive:
+      return str(json.loads(archive.read("metadata.json")).get("keras_version", ""))
+  except (KeyError, ValueError, OSError, zipfile.BadZipFile, AttributeError):
+    return ""
+
+
+def check_classifier(model, source):
+  """ModelError naming `source` unless `model` maps one square RGB image (None, S, S, 3)
+  to one vector of class scores (None, C); returns S."""
+  inputs, outputs = getattr(model, "inputs", None) or [], getattr(model, "outputs", None) or []
+  shape = tuple(inputs[0].shape) if len(inputs) == 1 else None
+  if shape is None or len(shape) != 4 or shape[3] != 3 or shape[1] is None \
+      or shape[1] != shape[2]:
+    raise errors.ModelError(
+        f"{source}: input is not a square RGB image tensor (None, S, S, 3): got "
+        f"{shape if shape is not None else f'{len(inputs)} inputs'}")
+  out_shape = tuple(outputs[0].shape) if len(outputs) == 1 else None
+  if out_shape is None or len(out_shape) != 2 or not out_shape[1]:
+    raise errors.ModelError(
+        f"{source}: output is not one vector of class scores (None, C): got "
+        f"{out_shape if out_shape is not None else f'{len(outputs)} outputs'}")
+  return int(shape[1])
