@@ -563,6 +563,23 @@ def test_other_data_in_the_same_work_dir_rebuilds_the_dataset(finished, tmp_path
   assert results["prepare"]["splits"]["test"] == 5
 
 
+def test_corruption_subset_adds_robustness_to_the_benchmark_and_the_reports(finished, tmp_path):
+  work_dir = _copy(finished, tmp_path)
+  results, lines = _run(_config(work_dir, corruption_subset=30))
+  assert {s for s, v in _status(lines).items() if v == "ran"} == {"benchmark", "report"}
+  scores = io_utils.read_json(results["benchmark"]["robustness"])
+  assert set(scores) == {"baseline (TFLite float32)", "pruned+QAT (TFLite INT8)"}
+  assert all(r["num_images"] == 30 and len(r["accuracy"]) == 13 for r in scores.values())
+  report_md = open(results["report"]["report_md"]).read()
+  assert "## Robustness to corruptions" in report_md and "on 30 test images" in report_md
+  report_html = open(results["report"]["report_html"]).read()
+  assert "no corruption benchmark" not in report_html and "severity 5" in report_html
+  results, lines = _run(_config(work_dir))  # Off again: no stale robustness left behind.
+  assert "robustness" not in results["benchmark"]
+  assert not os.path.exists(os.path.join(work_dir, "benchmark", "robustness.json"))
+  assert "## Robustness" not in open(results["report"]["report_md"]).read()
+
+
 def test_killed_run_resumes_when_started_again(tmp_path, capfd):
   """Killed after training's first epoch: the next run continues the training and finishes."""
   work_dir = tmp_path / "work"

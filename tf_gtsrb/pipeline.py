@@ -144,6 +144,9 @@ class PipelineConfig:
   threads: int = _setting(1, "benchmark", "CPU threads for the latency benchmark.")
   latency_rounds: int = _setting(100, "benchmark",
                                  "Timed batch-1 runs per model in the benchmark (count).")
+  corruption_subset: int = _setting(
+      0, "benchmark", "Also score the float32 and INT8 flatbuffers under the corruption suite "
+      "(docs/robustness.md) on a seeded sample of this many test images (count; 0: off).")
   seed: int = _setting(0, "prepare", "Seed of the split, training and augmentation.")
 
   def dirs(self):
@@ -573,8 +576,21 @@ class Pipeline:
     if completed.returncode not in (0, 1) or not os.path.exists(json_path):
       raise errors.GtsrbError(f"benchmark failed (exit {completed.returncode}):\n"
                               f"{completed.stderr[-3000:]}")
-    return {"benchmark": json_path,
-            "agreement": io_utils.read_json(json_path).get("agreement")}
+    outputs = {"benchmark": json_path,
+               "agreement": io_utils.read_json(json_path).get("agreement")}
+    robustness_path = os.path.join(self.dirs["benchmark"], "robustness.json")
+    if os.path.exists(robustness_path):
+      os.remove(robustness_path)
+    if c.corruption_subset:
+      from tf_gtsrb.evaluation import robustness  # pylint: disable=g-import-not-at-top
+      scores = robustness.evaluate_model_files(
+          {name: specs[name] for name in (pipeline_report.FLOAT_TFLITE_NAME,
+                                          pipeline_report.INT8_NAME)},
+          results["prepare"]["dataset_dir"], self.dirs["benchmark"],
+          subset=c.corruption_subset, log=self.log)
+      self.log(robustness.comparison_table(scores))
+      outputs["robustness"] = robustness_path
+    return outputs
 
   def _report(self, results):
     from tf_gtsrb.evaluation import pipeline_report  # pylint: disable=g-import-not-at-top

@@ -85,6 +85,7 @@ def write_pipeline_report(results, config, output_dir):
       + _flatbuffer_validation(results["convert"].get("val_accuracy"), why_missing) + ".",
       "",
       bench_md.replace("# GTSRB test benchmark", "## Official test set").strip(), "",
+      *_robustness_lines(results["benchmark"].get("robustness")),
       "## Targets", "", "| Target | Measured | Met |", "|---|---:|:---:|",
   ] + [f"| {name} | {value} | {'yes' if ok else 'NO'} |" for name, value, ok in checks] + [
       "", "## Settings", "", "```",
@@ -105,6 +106,19 @@ def write_pipeline_report(results, config, output_dir):
       files=[results["convert"][k] for k in ("int8", "ptq_int8", "baseline_float32")])
   return {"report_md": md_path, "report_json": json_path, "report_html": html_path,
           "targets_met": all(ok for _, _, ok in checks)}
+
+
+def _robustness_lines(robustness_path):
+  """The corruption suite's comparison table as a report section; none when not run."""
+  if not robustness_path:
+    return []
+  from tf_gtsrb.evaluation import robustness  # pylint: disable=g-import-not-at-top
+  scores = io_utils.read_json(robustness_path)
+  sample = next(iter(scores.values()))["num_images"]
+  return ["## Robustness to corruptions", "",
+          f"The corruption suite (docs/robustness.md) on {sample:,} test images: accuracy per "
+          "kind, averaged over its severities.", "",
+          robustness.comparison_table(scores).strip(), ""]
 
 
 def _flatbuffer_validation(accuracies, why_missing):
