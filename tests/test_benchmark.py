@@ -266,6 +266,11 @@ def test_runtimes_score_each_flatbuffer_and_tflite_micro_follows_the_reference_k
   assert micro_raw.shape == reference_raw.shape == (len(images), 43)
   assert np.abs(micro_raw - reference_raw).max() <= 8
   assert np.mean(micro_raw == reference_raw) >= 0.95
+  micro_scores = scores["tflite_micro"]["tflite_int8"]
+  assert micro_scores["identical_to_reference_kernels"] == np.mean(
+      np.all(micro_raw == reference_raw, axis=1))
+  assert micro_scores["same_class_as_reference_kernels"] >= 0.9
+  assert micro_scores["arena_bytes"] > 0 and micro_scores["arena_bytes"] % 16 == 0
   float_mp = scores["mediapipe"]["tflite_float"]  # Normalization read from the metadata.
   assert float_mp["same_class_as_litert"] == 1.0 and float_mp["identical_outputs"] is None
   assert abs(scores["tflite_micro"]["tflite_int8"]["accuracy"]

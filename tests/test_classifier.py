@@ -8,8 +8,10 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 from PIL import Image
@@ -128,6 +130,38 @@ def test_packaged_models_are_the_repository_models():
   for name in names:
     assert filecmp.cmp(os.fspath(packaged / name), os.path.join(ROOT, "models", name),
                        shallow=False), name
+
+
+@pytest.mark.slow
+def test_a_built_wheel_carries_every_released_file_and_the_sample(tmp_path):
+  """What `pip install tf_gtsrb` (no clone, not editable) gets: the wheel pip builds from
+  the project's files holds models/ byte for byte, and the bundled sample."""
+  listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                          cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+  source = tmp_path / "src"
+  for name in listed:
+    if os.path.isfile(os.path.join(ROOT, name)):
+      os.makedirs(source / os.path.dirname(name), exist_ok=True)
+      shutil.copy(os.path.join(ROOT, name), source / name)
+  built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
+                          str(tmp_path / "wheel"), str(source)],
+                         capture_output=True, text=True, timeout=600, check=False)
+  assert built.returncode == 0, built.stderr[-3000:]
+  (wheel,) = os.listdir(tmp_path / "wheel")
+  with zipfile.ZipFile(tmp_path / "wheel" / wheel) as archive:
+    names = set(archive.namelist())
+    released = sorted(n for n in os.listdir(os.path.join(ROOT, "models"))
+                      if os.path.isfile(os.path.join(ROOT, "models", n))
+                      and not n.startswith((".", "__")) and not n.endswith(".py"))
+    assert "traffic_sign_cnn_pruned_uint8.tflite" in released
+    for name in released:
+      with open(os.path.join(ROOT, "models", name), "rb") as f:
+        assert archive.read(f"tf_gtsrb_models/{name}") == f.read(), name
+    assert {n for n in names if n.startswith("tf_gtsrb/data/sample/")} >= {
+        f"tf_gtsrb/data/sample/{n}" for n in os.listdir(os.path.join(ROOT, "tf_gtsrb", "data",
+                                                                     "sample"))
+        if n.endswith(".zip")}
+    assert any(n.startswith("tf_gtsrb_tools/") for n in names)
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """Deployable files: TFLite metadata, the C array (compiled for real) and the TFLite Micro arena."""
 
+import filecmp
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ from tf_gtsrb.data import class_names
 from tf_gtsrb.export import c_array
 from tf_gtsrb.export import metadata
 from tf_gtsrb.export import micro
+from tf_gtsrb.export import release
 
 ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 INT8 = os.path.join(ROOT, "models", "traffic_sign_cnn_pruned_int8.tflite")
@@ -44,11 +46,24 @@ def test_metadata_reads_back_and_leaves_predictions_unchanged(int8_bytes):
 
 
 def test_released_models_carry_metadata():
-  for name in ("traffic_sign_cnn_pruned_int8.tflite", "traffic_sign_cnn_float32.tflite"):
+  for name in ("traffic_sign_cnn_pruned_int8.tflite", "traffic_sign_cnn_pruned_uint8.tflite",
+               "traffic_sign_cnn_float32.tflite"):
     with open(os.path.join(ROOT, "models", name), "rb") as f:
-      record = metadata.read_metadata(f.read(), name)
+      data = f.read()
+    record = metadata.read_metadata(data, name)
     assert record["name"] == os.path.splitext(name)[0]
     assert len(record["output"]["labels"]) == 43
+    from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
+    signature = Interpreter(model_content=data).get_signature_list()
+    assert signature == {"serving_default": {"inputs": ["image"], "outputs": ["probabilities"]}}
+
+
+def test_released_uint8_variant_is_the_int8_model_behind_a_uint8_interface(tmp_path):
+  shutil.copy(os.path.join(ROOT, "models", "traffic_sign_cnn_pruned_int8.tflite"), tmp_path)
+  release.write_uint8_variant(str(tmp_path))
+  assert filecmp.cmp(tmp_path / "traffic_sign_cnn_pruned_uint8.tflite",
+                     os.path.join(ROOT, "models", "traffic_sign_cnn_pruned_uint8.tflite"),
+                     shallow=False)
 
 
 def test_a_model_without_metadata_is_a_model_error(int8_bytes):
@@ -128,13 +143,14 @@ def test_released_c_files_compile_and_hold_the_model(tmp_path):
   assert printed[0] == str(os.path.getsize(INT8))
 
 
-def test_mediapipe_classifies_with_the_released_metadata():
+@pytest.mark.parametrize("name", ["traffic_sign_cnn_float32.tflite",
+                                  "traffic_sign_cnn_pruned_uint8.tflite"])
+def test_mediapipe_classifies_with_the_released_metadata(name):
   vision = pytest.importorskip("mediapipe.tasks.python.vision")
   import mediapipe as mp  # pylint: disable=g-import-not-at-top
   from mediapipe.tasks.python.core import base_options  # pylint: disable=g-import-not-at-top
   options = vision.ImageClassifierOptions(
-      base_options=base_options.BaseOptions(
-          model_asset_path=os.path.join(ROOT, "models", "traffic_sign_cnn_float32.tflite")),
+      base_options=base_options.BaseOptions(model_asset_path=os.path.join(ROOT, "models", name)),
       max_results=2)
   with vision.ImageClassifier.create_from_options(options) as classifier:
     result = classifier.classify(

@@ -64,6 +64,25 @@ def test_uint8_io(model, images):
   assert io["inputs"][0]["zero_point"] == 0
 
 
+def test_uint8_interface_of_an_int8_model_predicts_exactly_the_same(int8_bytes, float_bytes,
+                                                                    images):
+  from tf_gtsrb.benchmark import runners  # pylint: disable=g-import-not-at-top
+  data = tflite.with_uint8_io(int8_bytes)
+  tflite.check_fully_int8(data)
+  io = tflite.io_details(data)
+  assert [io["inputs"][0]["dtype"], io["outputs"][0]["dtype"]] == ["uint8", "uint8"]
+  int8_io = tflite.io_details(int8_bytes)
+  for end in ("inputs", "outputs"):
+    assert io[end][0]["scale"] == int8_io[end][0]["scale"]
+    assert io[end][0]["zero_point"] == int8_io[end][0]["zero_point"] + 128
+  for reference in (False, True):
+    np.testing.assert_array_equal(
+        runners.TFLiteRunner(data, reference_kernels=reference).predict(images),
+        runners.TFLiteRunner(int8_bytes, reference_kernels=reference).predict(images))
+  with pytest.raises(errors.ModelError, match="needs one int8 input and one int8 output"):
+    tflite.with_uint8_io(float_bytes, "float.tflite")
+
+
 def test_check_fully_int8_rejects_float_model(float_bytes):
   assert tflite.float_tensors(float_bytes)
   with pytest.raises(errors.ModelError, match="float32"):

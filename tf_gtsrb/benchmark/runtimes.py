@@ -10,7 +10,8 @@
 
 Every image runs at batch 1, as on a device. Each runtime's entry per model: its
 accuracy, and the share of images where it predicts the same class as LiteRT's
-default (XNNPACK) interpreter and, for the interpreters, gives identical raw outputs.
+default (XNNPACK) interpreter and, for the interpreters, gives identical raw outputs;
+TFLite Micro's also against the reference kernels, and its measured arena in bytes.
 """
 
 import time
@@ -45,10 +46,11 @@ def score_runtimes(models, images, labels, runtimes, log=print):
     litert = runners.TFLiteRunner(path)
     prepared = litert.prepare(images)
     litert_raw = np.concatenate([litert.run(prepared[i:i + 1]) for i in range(len(prepared))])
+    raws = {}
     for runtime in results:
       start = time.perf_counter()
       try:
-        raw = _RUNNERS[runtime](litert, prepared, images)
+        raws[runtime] = raw = _RUNNERS[runtime](litert, prepared, images)
       except _Unsupported as e:
         results[runtime][model_name] = {"skipped": str(e)}
         log(f"{runtime} {model_name}: skipped ({e})")
@@ -56,6 +58,15 @@ def score_runtimes(models, images, labels, runtimes, log=print):
       seconds = time.perf_counter() - start
       scores = _scores(raw, litert_raw, labels)
       scores["ms_per_image"] = round(1000 * seconds / len(images), 3)
+      if runtime == "tflite_micro":  # What a microcontroller build needs, and its reference.
+        from tf_gtsrb.export import micro  # pylint: disable=g-import-not-at-top
+        scores["arena_bytes"] = micro.measure_arena_bytes(litert.content, litert.source)
+        reference = raws.get("litert_reference_kernels")
+        if reference is None:
+          reference = _reference_kernels(litert, prepared, images)
+        versus = _scores(raw, reference, labels)
+        scores["same_class_as_reference_kernels"] = versus["same_class_as_litert"]
+        scores["identical_to_reference_kernels"] = versus["identical_outputs"]
       results[runtime][model_name] = scores
       log(f"{runtime} {model_name}: accuracy {100 * scores['accuracy']:.2f}%, same class as "
           f"LiteRT on {100 * scores['same_class_as_litert']:.2f}% of {len(images)} images")

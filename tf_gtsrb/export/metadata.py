@@ -81,7 +81,7 @@ def add_metadata(tflite_bytes, info, class_names=CLASS_NAMES, source="<tflite by
   metadata_buffer = _metadata_buffer(info, image.dtype, scores.dtype, label_file)
   _set_metadata_entry(model, metadata_buffer)
   _name_signature(model)
-  packed = _pack(model)
+  packed = pack(model)
   return packed + _zip({label_file: labels_lib.labels_text(class_names).encode("utf-8")})
 
 
@@ -193,7 +193,8 @@ class _AlignedBufferT(schema.BufferT):
     return schema.BufferEnd(builder)
 
 
-def _pack(model):
+def pack(model):
+  """A schema ModelT as .tflite bytes (buffers aligned)."""
   for i, buffer in enumerate(model.buffers):
     if buffer.offset:
       raise errors.ModelError("models with buffers stored outside the flatbuffer are not "

@@ -17,6 +17,7 @@ from tf_gtsrb.evaluation import pipeline_report
 FILES = {
     "baseline_float": "traffic_sign_cnn_float32.tflite",
     "int8": "traffic_sign_cnn_pruned_int8.tflite",
+    "uint8": "traffic_sign_cnn_pruned_uint8.tflite",
     "c_source": "traffic_sign_cnn_pruned_int8.cc",
     "c_header": "traffic_sign_cnn_pruned_int8.h",
     "micro_ops": "micro_ops.txt",
@@ -46,10 +47,23 @@ def release(results, release_dir, command):
       data = data.replace(b'"model_int8.h"', f'"{FILES["c_header"]}"'.encode())
     with io_utils.atomic_write(os.path.join(release_dir, FILES[key])) as f:
       f.write(data)
+  write_uint8_variant(release_dir)
   report = io_utils.read_json(results["report"]["report_json"])
   io_utils.write_text(os.path.join(release_dir, "README.md"),
                       readme_text(report, conversion, command))
   return sorted(FILES.values()) + ["README.md"]
+
+
+def write_uint8_variant(models_dir):
+  """Writes the released INT8 model with a uint8 interface (`tflite.with_uint8_io`) and its
+  own metadata beside it; returns the path. Its predictions equal the INT8 model's."""
+  from tf_gtsrb.export import metadata  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.export import tflite  # pylint: disable=g-import-not-at-top
+  int8_path = os.path.join(models_dir, FILES["int8"])
+  data = tflite.with_uint8_io(tflite.load_tflite(int8_path), int8_path)
+  name = os.path.splitext(FILES["uint8"])[0]
+  return tflite.save_tflite(metadata.add_metadata(data, metadata.ModelInfo(name=name)),
+                            os.path.join(models_dir, FILES["uint8"]))
 
 
 def readme_text(report, conversion, command):

@@ -85,6 +85,57 @@ def convert(model, mode, representative_images=None, io_type="int8"):
       f"model {model.name!r}: TFLite {mode} conversion failed:\n" + "\n".join(failures))
 
 
+def with_uint8_io(int8_bytes, source="<tflite bytes>"):
+  """The full-INT8 model with a uint8 input and output, for MediaPipe Tasks and the Task
+  Library (which take uint8 or float32 inputs only).
+
+  A QUANTIZE op in front requantizes the uint8 pixel to the int8 input, one behind
+  the int8 scores to uint8: same scales, zero points shifted by 128, so both are exact
+  and the predictions equal the INT8 model's. Metadata is dropped: add it again.
+  """
+  from ai_edge_litert import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.export import metadata  # pylint: disable=g-import-not-at-top
+  graph = flatbuffer.parse(int8_bytes, source)
+  ends = [graph.tensors[i] for i in list(graph.inputs) + list(graph.outputs)]
+  if len(ends) != 2 or {t.dtype for t in ends} != {"int8"}:
+    raise errors.ModelError(f"{source}: needs one int8 input and one int8 output to get a uint8 "
+                            f"interface, got {', '.join(t.dtype for t in ends)}")
+  model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytes(int8_bytes), 0))
+  model.metadata, model.signatureDefs = None, None
+  codes = [c.builtinCode for c in model.operatorCodes]
+  if schema.BuiltinOperator.QUANTIZE not in codes:
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.QUANTIZE
+    code.version = 2
+    model.operatorCodes.append(code)
+    codes.append(schema.BuiltinOperator.QUANTIZE)
+  subgraph = model.subgraphs[0]
+
+  def uint8_twin(index, name):
+    int8 = subgraph.tensors[index]
+    twin = schema.TensorT()
+    twin.name, twin.type, twin.buffer = name, schema.TensorType.UINT8, 0
+    twin.shape, twin.shapeSignature = int8.shape, int8.shapeSignature
+    twin.quantization = schema.QuantizationParametersT()
+    twin.quantization.scale = list(int8.quantization.scale)
+    twin.quantization.zeroPoint = [int(z) + 128 for z in int8.quantization.zeroPoint]
+    subgraph.tensors.append(twin)
+    return len(subgraph.tensors) - 1
+
+  def quantize(source_index, target_index):
+    op = schema.OperatorT()
+    op.opcodeIndex = codes.index(schema.BuiltinOperator.QUANTIZE)
+    op.inputs, op.outputs = [source_index], [target_index]
+    return op
+
+  image, scores = int(subgraph.inputs[0]), int(subgraph.outputs[0])
+  image_uint8, scores_uint8 = uint8_twin(image, b"image_uint8"), uint8_twin(scores, b"scores_uint8")
+  subgraph.operators = ([quantize(image_uint8, image)] + list(subgraph.operators)
+                        + [quantize(scores, scores_uint8)])
+  subgraph.inputs, subgraph.outputs = [image_uint8], [scores_uint8]
+  return metadata.pack(model)
+
+
 def _keras_converter(tf, model, size, tmp):
   del size, tmp
   return tf.lite.TFLiteConverter.from_keras_model(model)
