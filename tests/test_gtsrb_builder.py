@@ -171,7 +171,9 @@ def test_bad_images_are_counted_skips(tmp_path):
   layout.train_rows[2][0][1] += 1  # The CSV says one pixel wider than the image is.
   layout.test_images["GTSRB/Final_Test/Images/00003.ppm"] = b"garbage"
   root = layout.write(tmp_path / "official")
-  summary = build(tmp_path, "official", root)
+  with pytest.raises(errors.DataError, match=r"more than 1% of its \d+ listed images are unread"):
+    build(tmp_path, "official", root)  # 4 of 15 is a damaged archive, not the odd bad file.
+  summary = build(tmp_path, "official", root, max_skipped_fraction=0.5)
   skipped = "\n".join(summary["skipped"])
   assert len(summary["skipped"]) == 4
   assert "00001/00000_00001.ppm: listed in the annotations but absent" in skipped
@@ -256,3 +258,44 @@ def test_a_dataset_without_a_recorded_source_is_not_reused(tmp_path):
       .read_bytes())
   with pytest.raises(errors.DataError, match="built from"):
     build(tmp_path, "folder", root)  # A folder source is fingerprinted by names and sizes.
+
+
+def test_an_empty_or_misrooted_test_archive_is_refused_in_one_error(tmp_path):
+  layout = layouts.OfficialLayout(classes=(1, 2))
+  layout.test_images = {f"Other/Root/{name.rsplit('/', 1)[1]}": data
+                        for name, data in layout.test_images.items()}
+  root = layout.write(tmp_path / "official")
+  with pytest.raises(errors.DataError) as e:
+    build(tmp_path, "official", root)
+  assert "GTSRB_Final_Test_Images.zip:GTSRB/Final_Test/Images/00000.ppm: split test: more " \
+         "than 1% of its 4 listed images are unreadable" in str(e.value)
+  assert not glob.glob(str(tmp_path / "out" / "**" / "dataset_info.json"), recursive=True)
+
+
+def test_duplicate_rows_are_refused_and_missing_classes_reported(tmp_path):
+  layout = layouts.OfficialLayout(classes=(1, 2))
+  layout.test_rows.append(list(layout.test_rows[0]))
+  with pytest.raises(errors.DataError, match=r"00000.ppm: listed twice in the annotations "
+                                             r"\(1 duplicate rows in all\)"):
+    build(tmp_path, "official", layout.write(tmp_path / "dup"))
+  summary = build(tmp_path, "official",
+                  layouts.OfficialLayout(classes=(1, 2)).write(tmp_path / "two"))
+  assert summary["missing_classes"]["test"] == [c for c in range(NUM_CLASSES) if c not in (1, 2)]
+  assert "| test: classes with no image | 41 (0, 3, 4," in prepare.summary_table(summary)
+
+
+def test_a_full_disk_is_one_error_and_keeps_the_previous_dataset(tmp_path, monkeypatch):
+  import errno  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.data import images as image_lib  # pylint: disable=g-import-not-at-top
+  first = layouts.OfficialLayout(classes=(1, 2)).write(tmp_path / "first")
+  other = layouts.OfficialLayout(classes=(1, 2, 5)).write(tmp_path / "other")
+  built = build(tmp_path, "official", first)
+
+  def full_disk(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+  monkeypatch.setattr(image_lib, "crop_and_resize", full_disk)
+  with pytest.raises(errors.GtsrbError, match=r"out: cannot write the dataset: No space left"):
+    build(tmp_path, "official", other, rebuild=True)
+  assert os.listdir(os.path.dirname(built["dataset_dir"])) == ["1.0.0"]
+  assert label_counts(built["dataset_dir"], "test") == {1: 2, 2: 2}

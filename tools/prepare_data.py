@@ -34,6 +34,9 @@ flags.DEFINE_integer("split_seed", 0, "Seed of the train/validation split.")
 flags.DEFINE_bool("rebuild", False,
                   "Rebuild a dataset in --output_dir that was built from other data (without it, "
                   "that is an error; a dataset from the same data is always reused).")
+flags.DEFINE_float("max_skipped_fraction", 0.01,
+                   "Refuse a split when more than this share of its listed images cannot be read "
+                   "(a wrong or damaged archive); fewer are skipped, counted and listed.")
 flags.DEFINE_integer("balance_target", 2250,
                      "Grow every training class to this many images with augmented copies; 0 off.")
 
@@ -41,7 +44,8 @@ flags.DEFINE_integer("balance_target", 2250,
 def main():
   summary = prepare.prepare_dataset(
       FLAGS.output_dir, source=FLAGS.source, source_dir=FLAGS.archive_dir,
-      download_dir=FLAGS.download_dir, rebuild=FLAGS.rebuild, image_size=FLAGS.image_size, roi_crop=FLAGS.roi_crop,
+      download_dir=FLAGS.download_dir, rebuild=FLAGS.rebuild,
+      max_skipped_fraction=FLAGS.max_skipped_fraction, image_size=FLAGS.image_size, roi_crop=FLAGS.roi_crop,
       split_mode=FLAGS.split_mode, val_fraction=FLAGS.val_fraction,
       split_seed=FLAGS.split_seed, balance_target=FLAGS.balance_target)
   io_utils.write_json(f"{summary['dataset_dir']}/prepare_summary.json", summary)

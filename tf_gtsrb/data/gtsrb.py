@@ -89,6 +89,11 @@ class GtsrbConfig(tfds.core.BuilderConfig):
       raise errors.ConfigError(f"balance_target must be >= 0, got {self.balance_target}")
 
 
+# A split whose unreadable images exceed this share of its listed ones is refused: a wrong
+# or damaged archive, not the odd bad file (those are skipped, counted and reported).
+MAX_SKIPPED_FRACTION = 0.01
+
+
 class Gtsrb(tfds.core.GeneratorBasedBuilder):
   """GTSRB traffic signs: 43 classes, official train/test sets, track-wise validation."""
 
@@ -97,9 +102,10 @@ class Gtsrb(tfds.core.GeneratorBasedBuilder):
   BUILDER_CONFIGS = [GtsrbConfig.create()]
   MANUAL_DOWNLOAD_INSTRUCTIONS = __doc__
 
-  def __init__(self, *args, **kwargs):
+  def __init__(self, *args, max_skipped_fraction=MAX_SKIPPED_FRACTION, **kwargs):
     super().__init__(*args, **kwargs)
-    self.stats = {"skipped": [], "counts": {}, "class_counts": {}}
+    self.max_skipped_fraction = max_skipped_fraction
+    self.stats = {"skipped": [], "counts": {}, "class_counts": {}, "missing_classes": {}}
 
   def _info(self):
     size = self.builder_config.image_size
@@ -122,6 +128,8 @@ class Gtsrb(tfds.core.GeneratorBasedBuilder):
     root = str(dl_manager.manual_dir)
     train_records = sources.read_records(config.source, root, "train")
     test_records = sources.read_records(config.source, root, "test")
+    for records in (train_records, test_records):
+      _check_unique(records)
     rows = [r.annotation for r in train_records]
     generators = {}
     if config.split_mode == "track":
@@ -130,22 +138,40 @@ class Gtsrb(tfds.core.GeneratorBasedBuilder):
       held = config.val_fraction
       train_idx, val_idx, frame_test_idx = splits.split_by_frame(
           len(rows), (1 - 2 * held, held, held), config.split_seed)
-      generators["frame_test"] = self._generate_examples([train_records[i] for i in frame_test_idx])
+      generators["frame_test"] = self._generate_examples(
+          [train_records[i] for i in frame_test_idx], "frame_test")
     generators["train"] = self._generate_examples(
-        [train_records[i] for i in train_idx], balance_target=config.balance_target)
+        [train_records[i] for i in train_idx], "train", balance_target=config.balance_target)
     if val_idx:  # val_fraction 0: every track trains (a final fit), no validation split.
-      generators["validation"] = self._generate_examples([train_records[i] for i in val_idx])
+      generators["validation"] = self._generate_examples([train_records[i] for i in val_idx],
+                                                         "validation")
     if test_records:
-      generators["test"] = self._generate_examples(test_records)
+      generators["test"] = self._generate_examples(test_records, "test")
     return generators
 
-  def _generate_examples(self, records, balance_target=0):
-    """Yields decoded, resized examples; then, for `train`, the balancing copies."""
+  def _generate_examples(self, records, split, balance_target=0):
+    """Yields decoded, resized examples; then, for `train`, the balancing copies.
+
+    Raises DataError when more than `max_skipped_fraction` of the split's images
+    are unreadable; logs a warning (and records it) for classes the split lacks.
+    """
     config = self.builder_config
+    missing = sorted(set(range(len(CLASS_NAMES))) - {r.annotation.class_id for r in records})
+    if missing:
+      self.stats["missing_classes"][split] = missing
+      logging.warning("split %s has no images of %d classes: %s", split, len(missing),
+                      ", ".join(map(str, missing)))
     kept_images, kept_labels, kept_rows = [], [], []
+    skipped = 0
     for record in records:
       example = self._decode(record)
       if example is None:
+        skipped += 1
+        if skipped > self.max_skipped_fraction * len(records):
+          raise errors.DataError(
+              f"{record.source}: split {split}: more than {100 * self.max_skipped_fraction:g}% "
+              f"of its {len(records)} listed images are unreadable ({skipped} so far; this one: "
+              f"{self.stats['skipped'][-1].split(': ', 1)[-1]}); a wrong or damaged archive?")
         continue
       if balance_target:
         kept_images.append(example["image"])
@@ -192,6 +218,18 @@ class Gtsrb(tfds.core.GeneratorBasedBuilder):
         "filename": row.filename,
         "augmented": False,
     }
+
+
+def _check_unique(records):
+  """DataError naming the first image listed twice, with the number of duplicates."""
+  seen, duplicates = set(), []
+  for record in records:
+    if record.source in seen:
+      duplicates.append(record.source)
+    seen.add(record.source)
+  if duplicates:
+    raise errors.DataError(f"{duplicates[0]}: listed twice in the annotations "
+                           f"({len(duplicates)} duplicate rows in all)")
 
 
 def _roi_box(row):

@@ -4,6 +4,7 @@ import os
 import shutil
 import time
 
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tf_gtsrb import errors
@@ -44,14 +45,18 @@ SOURCE_FILE = "source.json"  # In the dataset directory: the source it was built
 
 
 def prepare_dataset(output_dir, source="official", source_dir=None, download_dir=None,
-                    rebuild=False, **config_kwargs):
+                    rebuild=False, max_skipped_fraction=gtsrb.MAX_SKIPPED_FRACTION,
+                    **config_kwargs):
   """Builds the dataset, or reuses it when built from the same source; returns a summary.
 
   The dataset's identity is its settings (the TFDS config name) and its source's
   content fingerprint (`sources.fingerprint`, recorded in SOURCE_FILE). A
   dataset built from other data is never reused: DataError, or with `rebuild`
   it is rebuilt, the old one kept until the new one is complete. Holds the lock
-  of `output_dir` throughout. `config_kwargs` are `GtsrbConfig` fields:
+  of `output_dir` throughout. A split with more than `max_skipped_fraction`
+  unreadable images, or an image listed twice, is a DataError (nothing is
+  written); a class missing from a split is logged and listed in the summary's
+  `missing_classes`. `config_kwargs` are `GtsrbConfig` fields:
   image_size, roi_crop, split_mode, val_fraction, split_seed, balance_target,
   balance_seed.
   """
@@ -61,7 +66,7 @@ def prepare_dataset(output_dir, source="official", source_dir=None, download_dir
             "fingerprint": sources.fingerprint(source, root)}
   start = time.time()
   with locking.directory_lock(output_dir):
-    builder = _builder(config, output_dir)
+    builder = _builder(config, output_dir, max_skipped_fraction)
     dataset_dir = str(builder.data_dir)
     replaced = None
     built = _recorded_source(dataset_dir) if os.path.isdir(dataset_dir) else None
@@ -74,16 +79,19 @@ def prepare_dataset(output_dir, source="official", source_dir=None, download_dir
             f"(fingerprint {wanted['fingerprint']}); pass --rebuild or another output directory")
       replaced = f"{dataset_dir}.replaced-{os.getpid()}"
       os.rename(dataset_dir, replaced)
-      builder = _builder(config, output_dir)
+      builder = _builder(config, output_dir, max_skipped_fraction)
       built = None
     try:
       builder.download_and_prepare(
           download_config=tfds.download.DownloadConfig(manual_dir=root))
       if built is None:
         io_utils.write_json(os.path.join(dataset_dir, SOURCE_FILE), wanted)
-    except BaseException:
+    except BaseException as e:
       if replaced and not os.path.exists(dataset_dir):
         os.rename(replaced, dataset_dir)  # The old dataset stays usable.
+      if isinstance(e, (OSError, tf.errors.OpError)):  # A full disk, a read-only directory.
+        reason = getattr(e, "strerror", None) or getattr(e, "message", None) or str(e)
+        raise errors.GtsrbError(f"{output_dir}: cannot write the dataset: {reason}") from e
       raise
     if replaced:
       shutil.rmtree(replaced)
@@ -95,6 +103,7 @@ def prepare_dataset(output_dir, source="official", source_dir=None, download_dir
       "source_fingerprint": wanted["fingerprint"],
       "splits": splits,
       "skipped": builder.stats["skipped"],
+      "missing_classes": builder.stats["missing_classes"],
       "class_counts": builder.stats["class_counts"],
       "seconds": round(time.time() - start, 1),
   }
@@ -109,9 +118,10 @@ def _recorded_source(dataset_dir):
   return record if isinstance(record, dict) else {}
 
 
-def _builder(config, output_dir):
+def _builder(config, output_dir, max_skipped_fraction=gtsrb.MAX_SKIPPED_FRACTION):
   registered = config.name in gtsrb.Gtsrb.builder_configs  # TFDS wants registered ones by name.
-  return gtsrb.Gtsrb(config=config.name if registered else config, data_dir=output_dir)
+  return gtsrb.Gtsrb(config=config.name if registered else config, data_dir=output_dir,
+                     max_skipped_fraction=max_skipped_fraction)
 
 
 def summary_table(summary):
@@ -119,6 +129,8 @@ def summary_table(summary):
   lines = ["| Split | Examples |", "|---|---:|"]
   lines += [f"| {name} | {count:,} |" for name, count in sorted(summary["splits"].items())]
   lines.append(f"| skipped (bad images) | {len(summary['skipped'])} |")
+  for split, missing in sorted((summary.get("missing_classes") or {}).items()):
+    lines.append(f"| {split}: classes with no image | {len(missing)} ({', '.join(map(str, missing))}) |")
   counts = summary["class_counts"]
   if counts:
     from tf_gtsrb.data import balance  # pylint: disable=g-import-not-at-top
