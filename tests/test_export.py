@@ -255,6 +255,36 @@ def test_convert_tool_end_to_end(tmp_path, model, tiny_data_dir):
   with open(out / "model_int8.cc") as f:
     assert c_array.parse_c_array(f.read(), c_array.array_name_for("model_int8")) == tflite.load_tflite(str(out / "model_int8.tflite"))
   assert "int8 input quantization" in done.stdout
+  from tf_gtsrb.data import archives  # pylint: disable=g-import-not-at-top
+  assert summary["inputs"]["model"] == {"path": model_path,
+                                        "sha256": archives.sha256sum(model_path)}
+  assert len(summary["inputs"]["calibration_images"]) == 64
+  assert int8["sha256"] == archives.sha256sum(str(out / "model_int8.tflite"))
+
+
+def test_a_failed_export_leaves_the_previous_set_whole(tmp_path, model, images, monkeypatch):
+  from tf_gtsrb.export import export  # pylint: disable=g-import-not-at-top
+  out = tmp_path / "tflite"
+  out.mkdir()
+  (out / "notes.txt").write_text("mine")  # Not the export's: carried over by every export.
+  export.export_model(model, str(out), ["int8", "float32"], images[:16])
+  before = {name: (out / name).read_bytes() for name in os.listdir(out)}
+  real_convert = tflite.convert
+
+  def full_disk_on_float32(model, mode, *args, **kwargs):
+    if mode == "float32":
+      raise OSError(28, "No space left on device")
+    return real_convert(model, mode, *args, **kwargs)
+
+  monkeypatch.setattr(tflite, "convert", full_disk_on_float32)
+  with pytest.raises(errors.GtsrbError, match="tflite: cannot write output: No space left"):
+    export.export_model(model, str(out), ["int8", "float32"], images[16:32])  # New int8 first.
+  assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before
+  assert sorted(os.listdir(tmp_path)) == ["tflite"]  # No staging directory left.
+  monkeypatch.setattr(tflite, "convert", real_convert)
+  summary = export.export_model(model, str(out), ["int8"], images[16:32])
+  assert (out / "notes.txt").read_text() == "mine"
+  assert summary["models"]["int8"]["path"] == str(out / "model_int8.tflite")
 
 
 def test_quantization_aware_model_converts_to_full_int8(model, images):

@@ -518,14 +518,15 @@ class Pipeline:
                                                 limit=c.num_calibration_images)
     out = self.dirs["convert"]
     int8 = export.export_model(model_io.load_model(results["qat"]["model"]), out, ["int8"],
-                               calibration, stem="model")
+                               calibration, stem="model", source=results["qat"]["model"])
     baseline = export.export_model(model_io.load_model(results["train"]["model"]),
                                    os.path.join(out, "baseline"), ["float32"], None,
-                                   stem="baseline")
+                                   stem="baseline", source=results["train"]["model"])
     # Post-training quantization of the pruned float model: the baseline QAT must beat.
     ptq = export.export_model(model_io.load_model(results["prune"]["model"]),
                               os.path.join(out, "ptq"), ["int8"], calibration,
-                              stem="pruned_ptq", write_c_array=False)
+                              stem="pruned_ptq", write_c_array=False,
+                              source=results["prune"]["model"])
     paths = {"int8": int8["models"]["int8"]["path"], "ptq_int8": ptq["models"]["int8"]["path"]}
     return {**paths,
             "baseline_float32": baseline["models"]["float32"]["path"],

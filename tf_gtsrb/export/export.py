@@ -9,7 +9,11 @@ check). An INT8 model that keeps float ops is an error.
 """
 
 import gzip
+import hashlib
 import os
+import shutil
+
+import numpy as np
 
 from tf_gtsrb import errors
 from tf_gtsrb import io_utils
@@ -21,52 +25,88 @@ from tf_gtsrb.export import tflite
 
 
 def export_model(model, output_dir, modes, calibration_images=None, io_type="int8",
-                 stem="model", write_c_array=True, array_name=None):
+                 stem="model", write_c_array=True, array_name=None, source=None):
   """Converts `model` in every mode of `modes`; returns the conversion summary dict.
 
-  `array_name` (the C array's) defaults to `c_array.array_name_for('<stem>_int8')`.
+  The files commit as a set: written into a staging directory that replaces
+  `output_dir` once all are written (files already in `output_dir` that this
+  export does not write are carried over), so a failed or killed export leaves
+  the previous set intact. conversion.json records the SHA-256 of the model file
+  `source` (when given) and of the calibration images. `array_name` (the C
+  array's) defaults to `c_array.array_name_for('<stem>_int8')`.
   """
   for mode in modes:
     if mode not in tflite.MODES:
       raise errors.ConfigError(f"unknown mode {mode!r}; choose from {', '.join(tflite.MODES)}")
   summary = {"io_type": io_type, "models": {},
              "num_calibration_images": 0 if calibration_images is None
-             else int(len(calibration_images))}
-  for mode in modes:
-    data = tflite.convert(model, mode, representative_images=calibration_images, io_type=io_type)
-    data = metadata.add_metadata(data, metadata.ModelInfo(name=f"{stem}_{mode}"))
-    path = tflite.save_tflite(data, os.path.join(output_dir, f"{stem}_{mode}.tflite"))
-    problems = tflite.integer_problems(data)
-    entry = {
-        "path": path,
-        "size_bytes": len(data),
-        "gzip_size_bytes": len(gzip.compress(data, compresslevel=9, mtime=0)),
-        "ops": tflite.list_ops(data),
-        "io": tflite.io_details(data),
-        "macs": tflite.count_macs(data),
-        "params": tflite.count_params(data),
-        "fully_integer": not problems,
-        "integer_problems": problems,
-        "input_quantization_ok": tflite.input_quantization_ok(data),
-        "arena": micro.arena_plan(data),
-    }
-    if mode == "int8" and write_c_array:
-      arena = micro.tensor_arena(data)
-      header, source = c_array.write_c_files(data, output_dir, array_name,
-                                             file_stem=f"{stem}_int8", arena=arena)
-      entry["arena"]["header_bytes"] = arena["bytes"]
-      entry["arena"]["measured_bytes"] = arena["measured_bytes"]
-      ops_path = os.path.join(output_dir, "micro_ops.txt")
-      io_utils.write_text(ops_path, micro.op_resolver_snippet(data))
-      entry.update(c_header=header, c_source=source, micro_ops=ops_path)
-    summary["models"][mode] = entry
-  summary["labels"] = labels.write_labels(os.path.join(output_dir, labels.LABELS_FILE))
-  io_utils.write_json(os.path.join(output_dir, "conversion.json"), summary)
-  int8 = summary["models"].get("int8")
-  if int8 and not int8["fully_integer"]:
-    raise errors.ModelError(f"{int8['path']}: the int8 model is not fully integer:\n  "
-                            + "\n  ".join(int8["integer_problems"]))
+             else int(len(calibration_images)),
+             "inputs": _input_hashes(source, calibration_images)}
+  with io_utils.atomic_directory(output_dir) as staging:
+    _carry_over(output_dir, staging)
+    final = lambda path: os.path.join(output_dir, os.path.relpath(path, staging))
+    for mode in modes:
+      data = tflite.convert(model, mode, representative_images=calibration_images,
+                            io_type=io_type)
+      data = metadata.add_metadata(data, metadata.ModelInfo(name=f"{stem}_{mode}"))
+      path = tflite.save_tflite(data, os.path.join(staging, f"{stem}_{mode}.tflite"))
+      problems = tflite.integer_problems(data)
+      entry = {
+          "path": final(path),
+          "size_bytes": len(data),
+          "gzip_size_bytes": len(gzip.compress(data, compresslevel=9, mtime=0)),
+          "sha256": hashlib.sha256(data).hexdigest(),
+          "ops": tflite.list_ops(data),
+          "io": tflite.io_details(data),
+          "macs": tflite.count_macs(data),
+          "params": tflite.count_params(data),
+          "fully_integer": not problems,
+          "integer_problems": problems,
+          "input_quantization_ok": tflite.input_quantization_ok(data),
+          "arena": micro.arena_plan(data),
+      }
+      if mode == "int8" and not entry["fully_integer"]:
+        raise errors.ModelError(f"{entry['path']}: the int8 model is not fully integer:\n  "
+                                + "\n  ".join(problems))
+      if mode == "int8" and write_c_array:
+        arena = micro.tensor_arena(data)
+        header, c_source = c_array.write_c_files(data, staging, array_name,
+                                                 file_stem=f"{stem}_int8", arena=arena)
+        entry["arena"]["header_bytes"] = arena["bytes"]
+        entry["arena"]["measured_bytes"] = arena["measured_bytes"]
+        ops_path = os.path.join(staging, "micro_ops.txt")
+        io_utils.write_text(ops_path, micro.op_resolver_snippet(data))
+        entry.update(c_header=final(header), c_source=final(c_source), micro_ops=final(ops_path))
+      summary["models"][mode] = entry
+    summary["labels"] = final(labels.write_labels(os.path.join(staging, labels.LABELS_FILE)))
+    io_utils.write_json(os.path.join(staging, "conversion.json"), summary)
   return summary
+
+
+def _input_hashes(source, calibration_images):
+  """SHA-256 of the model file and of the calibration images' bytes (shape and dtype too)."""
+  hashes = {"model": None, "calibration_images": None}
+  if source:
+    from tf_gtsrb.data import archives  # pylint: disable=g-import-not-at-top
+    hashes["model"] = {"path": os.path.abspath(source), "sha256": archives.sha256sum(source)}
+  if calibration_images is not None:
+    images = np.ascontiguousarray(calibration_images)
+    digest = hashlib.sha256(f"{images.dtype}{images.shape}".encode())
+    digest.update(images.tobytes())
+    hashes["calibration_images"] = digest.hexdigest()
+  return hashes
+
+
+def _carry_over(output_dir, staging):
+  """Copies what `output_dir` holds into `staging`, so that a swap loses nothing."""
+  if not os.path.isdir(output_dir):
+    return
+  for name in os.listdir(output_dir):
+    path = os.path.join(output_dir, name)
+    if os.path.isdir(path):
+      shutil.copytree(path, os.path.join(staging, name), symlinks=True)
+    else:
+      shutil.copy2(path, os.path.join(staging, name), follow_symlinks=False)
 
 
 def summary_lines(summary):
