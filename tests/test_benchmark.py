@@ -295,6 +295,8 @@ def test_benchmark_tool_end_to_end(tmp_path, model_files, tiny_data_dir):
   assert saved_runtimes["tflite_micro"]["tflite_int8"]["images"] == 48
   assert "skipped" in saved_runtimes["mediapipe"]["tflite_int8"]
   assert "CPU:" in done.stdout and "threads: 1" in done.stdout
+  assert "[1/3] keras_float: predicting 48 images" in done.stdout  # Progress, model by model.
+  assert "[3/3] tflite_int8: accuracy" in done.stdout
   assert "agreement tflite_float vs keras_float: 100.00%" in done.stdout
   names = set(os.listdir(out))
   assert {"benchmark.json", "benchmark.md", "predictions.npz", "report.html"} <= names

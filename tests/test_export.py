@@ -255,6 +255,7 @@ def test_convert_tool_end_to_end(tmp_path, model, tiny_data_dir):
   with open(out / "model_int8.cc") as f:
     assert c_array.parse_c_array(f.read(), c_array.array_name_for("model_int8")) == tflite.load_tflite(str(out / "model_int8.tflite"))
   assert "int8 input quantization" in done.stdout
+  assert "converting model to int8 (calibrating on 32 images)" in done.stdout
   from tf_gtsrb.data import archives  # pylint: disable=g-import-not-at-top
   assert summary["inputs"]["model"] == {"path": model_path,
                                         "sha256": archives.sha256sum(model_path)}

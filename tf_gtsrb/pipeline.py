@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Optional
 
@@ -518,15 +519,16 @@ class Pipeline:
                                                 limit=c.num_calibration_images)
     out = self.dirs["convert"]
     int8 = export.export_model(model_io.load_model(results["qat"]["model"]), out, ["int8"],
-                               calibration, stem="model", source=results["qat"]["model"])
+                               calibration, stem="model", source=results["qat"]["model"],
+                               log=self.log)
     baseline = export.export_model(model_io.load_model(results["train"]["model"]),
                                    os.path.join(out, "baseline"), ["float32"], None,
-                                   stem="baseline", source=results["train"]["model"])
+                                   stem="baseline", source=results["train"]["model"], log=self.log)
     # Post-training quantization of the pruned float model: the baseline QAT must beat.
     ptq = export.export_model(model_io.load_model(results["prune"]["model"]),
                               os.path.join(out, "ptq"), ["int8"], calibration,
                               stem="pruned_ptq", write_c_array=False,
-                              source=results["prune"]["model"])
+                              source=results["prune"]["model"], log=self.log)
     paths = {"int8": int8["models"]["int8"]["path"], "ptq_int8": ptq["models"]["int8"]["path"]}
     return {**paths,
             "baseline_float32": baseline["models"]["float32"]["path"],
@@ -572,11 +574,14 @@ class Pipeline:
     json_path = os.path.join(self.dirs["benchmark"], "benchmark.json")
     if os.path.exists(json_path):
       os.remove(json_path)  # A failed run must not leave the last run's results looking new.
-    completed = subprocess.run(command, capture_output=True, text=True, check=False)
-    self.log(completed.stdout)
-    if completed.returncode not in (0, 1) or not os.path.exists(json_path):
-      raise errors.GtsrbError(f"benchmark failed (exit {completed.returncode}):\n"
-                              f"{completed.stderr[-3000:]}")
+    with tempfile.TemporaryFile("w+") as stderr:
+      with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True) as process:
+        for line in process.stdout:  # Progress as it comes.
+          self.log(line.rstrip("\n"))
+      stderr.seek(0)
+      if process.returncode not in (0, 1) or not os.path.exists(json_path):
+        raise errors.GtsrbError(f"benchmark failed (exit {process.returncode}):\n"
+                                f"{stderr.read()[-3000:]}")
     outputs = {"benchmark": json_path,
                "agreement": io_utils.read_json(json_path).get("agreement")}
     robustness_path = os.path.join(self.dirs["benchmark"], "robustness.json")

@@ -87,7 +87,7 @@ def main():
 
   summary = export.export_model(model, output_dir, modes, calibration, io_type=FLAGS.io_type,
                                 write_c_array=FLAGS.c_array, array_name=FLAGS.array_name,
-                                source=FLAGS.model)
+                                source=FLAGS.model, log=print)
   for line in export.summary_lines(summary):
     print(line)
   print(f"wrote {output_dir}: {', '.join(sorted(os.listdir(output_dir)))}")

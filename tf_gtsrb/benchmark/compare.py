@@ -7,6 +7,7 @@ optionally peak memory; then ratios against a reference model.
 
 import gzip
 import os
+import time
 
 import numpy as np
 
@@ -100,7 +101,7 @@ def _input_type(runner):
 
 def benchmark_models(model_specs, images, labels, threads=1, latency_rounds=100, warmup=10,
                      batch_size=32, reference=None, measure_memory=False,
-                     latency_image_index=0, num_classes=NUM_CLASSES):
+                     latency_image_index=0, num_classes=NUM_CLASSES, log=None):
   """Benchmarks every model on uint8 `images` [N, S, S, 3] with int `labels` [N].
 
   Args:
@@ -113,6 +114,7 @@ def benchmark_models(model_specs, images, labels, threads=1, latency_rounds=100,
     reference: model name the ratios compare against (default: the first).
     measure_memory: also measure peak RSS per model file in a subprocess.
     latency_image_index: which image the latency rounds use.
+    log: called with a progress line as each model and measurement starts and ends.
 
   Returns:
     {'models': {name: {...}}, 'ratios': {name: {...}}, 'reference': name,
@@ -152,8 +154,11 @@ def benchmark_models(model_specs, images, labels, threads=1, latency_rounds=100,
 
   runners = {name: runners_lib.load_runner(model, num_threads=threads, name=name)
              for name, model in model_specs.items()}
+  log = log or (lambda line: None)
   results, predictions, confidences = {}, {}, {}
-  for name, runner in runners.items():
+  for number, (name, runner) in enumerate(runners.items(), 1):
+    start = time.perf_counter()
+    log(f"[{number}/{len(runners)}] {name}: predicting {len(images):,} images")
     probabilities = runner.predict(images, batch_size=batch_size)
     if probabilities.shape != (len(images), num_classes):
       raise errors.ModelError(
@@ -176,12 +181,16 @@ def benchmark_models(model_specs, images, labels, threads=1, latency_rounds=100,
         "gzip_size_bytes": gzipped,
         "throughput_images_per_s": latency_lib.measure_throughput(runner, images, batch_size),
     }
+    log(f"[{number}/{len(runners)}] {name}: accuracy "
+        f"{100 * results[name]['metrics']['accuracy']:.2f}% ({time.perf_counter() - start:.0f} s)")
 
+  log(f"latency: {latency_rounds} batch-1 rounds per model")
   timings = latency_lib.measure_latency(runners, images[latency_image_index],
                                         rounds=latency_rounds, warmup=warmup)
   for name in names:
     results[name]["latency"] = timings[name]
     if measure_memory:
+      log(f"{name}: peak memory in a fresh process")
       model = model_specs[name]
       results[name]["memory"] = (
           latency_lib.measure_peak_memory(model, num_threads=threads)

@@ -53,7 +53,7 @@ def run_benchmark(specs, data_dir, output_dir, split="test", limit=None, threads
   log(machine)
   result = compare.benchmark_models(
       specs, images, labels, threads=threads, latency_rounds=latency_rounds, warmup=warmup,
-      batch_size=batch_size, reference=reference, measure_memory=measure_memory)
+      batch_size=batch_size, reference=reference, measure_memory=measure_memory, log=log)
   predictions = result.pop("predictions")
   confidences = result.pop("confidences")
   if runtimes:

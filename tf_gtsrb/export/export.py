@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import os
 import shutil
+import time
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from tf_gtsrb.export import tflite
 
 
 def export_model(model, output_dir, modes, calibration_images=None, io_type="int8",
-                 stem="model", write_c_array=True, array_name=None, source=None):
+                 stem="model", write_c_array=True, array_name=None, source=None, log=None):
   """Converts `model` in every mode of `modes`; returns the conversion summary dict.
 
   The files commit as a set: written into a staging directory that replaces
@@ -33,7 +34,8 @@ def export_model(model, output_dir, modes, calibration_images=None, io_type="int
   export does not write are carried over), so a failed or killed export leaves
   the previous set intact. conversion.json records the SHA-256 of the model file
   `source` (when given) and of the calibration images. `array_name` (the C
-  array's) defaults to `c_array.array_name_for('<stem>_int8')`.
+  array's) defaults to `c_array.array_name_for('<stem>_int8')`. `log` gets a line as
+  each conversion starts and ends.
   """
   for mode in modes:
     if mode not in tflite.MODES:
@@ -46,8 +48,14 @@ def export_model(model, output_dir, modes, calibration_images=None, io_type="int
     _carry_over(output_dir, staging)
     final = lambda path: os.path.join(output_dir, os.path.relpath(path, staging))
     for mode in modes:
+      start = time.perf_counter()
+      (log or (lambda line: None))(
+          f"converting {stem} to {mode}" + (f" (calibrating on {len(calibration_images)} images)"
+                                            if mode == "int8" else ""))
       data = tflite.convert(model, mode, representative_images=calibration_images,
                             io_type=io_type)
+      (log or (lambda line: None))(f"{stem}_{mode}.tflite: {len(data):,} bytes "
+                                   f"({time.perf_counter() - start:.0f} s)")
       data = metadata.add_metadata(data, metadata.ModelInfo(name=f"{stem}_{mode}"))
       path = tflite.save_tflite(data, os.path.join(staging, f"{stem}_{mode}.tflite"))
       problems = tflite.integer_problems(data)
