@@ -122,3 +122,23 @@ def test_readme_numbers_match_the_manifest(manifest):
     accuracy = manifest["metrics"][name]["test_accuracy"]["litert"]
     row = next(line for line in readme.splitlines() if line.startswith(f"| `{name}`"))
     assert f"{100 * accuracy:.2f}%" in row, row
+
+
+def test_benchmark_accuracies_of_released_files_go_into_the_manifest(tmp_path):
+  from tf_gtsrb import errors  # pylint: disable=g-import-not-at-top
+  (tmp_path / "a.tflite").write_bytes(b"x")
+  benchmark = {
+      "data": {"split": "test", "num_images": release.TEST_IMAGES},
+      "models": {"A": {"path": "/elsewhere/a.tflite", "format": "tflite",
+                       "metrics": {"accuracy": 0.98}},
+                 "K": {"path": "/elsewhere/k.keras", "format": "keras",
+                       "metrics": {"accuracy": 0.99}},
+                 "B": {"path": "/elsewhere/b.tflite", "format": "tflite",
+                       "metrics": {"accuracy": 0.5}}},
+      "runtimes": {"tflite_micro": {"A": {"accuracy": 0.981}},
+                   "mediapipe": {"A": {"skipped": "int8 input"}}}}
+  assert release.benchmark_metrics(benchmark, str(tmp_path)) == {
+      "a.tflite": {"test_accuracy": {"litert": 0.98, "tflite_micro": 0.981}}}
+  benchmark["data"]["num_images"] = 430
+  with pytest.raises(errors.ConfigError, match="not the official test set"):
+    release.benchmark_metrics(benchmark, str(tmp_path))

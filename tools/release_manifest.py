@@ -2,6 +2,7 @@
 
   gtsrb-release-manifest --models_dir=models           # measure and write the manifest
   gtsrb-release-manifest --models_dir=models --check   # compare the files with it, write nothing
+  gtsrb-release-manifest --benchmark=runs/model_card/benchmark.json  # also record its accuracies
 
 Test metrics come from the folder's report.json (and stay as other tools recorded
 them); `sample_correct` is measured here: the bundled sample's 430 official test
@@ -19,6 +20,9 @@ from tf_gtsrb_tools import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("models_dir", "models", "Folder of released files.")
+flags.DEFINE_list("benchmark", [], "benchmark.json files of gtsrb-benchmark-tflite runs over "
+                  "the official test set: their accuracies (LiteRT and every --runtimes) of "
+                  "files in --models_dir go into the manifest.")
 flags.DEFINE_bool("check", False, "Only compare the files with the existing manifest; exit "
                   "status 1 when one differs.")
 
@@ -32,7 +36,10 @@ def main():
       raise errors.ModelError(f"{path}: " + "; ".join(problems))
     print(f"{path}: all files match")
     return
-  path, manifest = release.write_manifest(models_dir)
+  for benchmark in FLAGS.benchmark:
+    if not os.path.isfile(benchmark):
+      raise errors.ConfigError(f"{benchmark}: benchmark file not found (--benchmark)")
+  path, manifest = release.write_manifest(models_dir, benchmarks=FLAGS.benchmark)
   print(f"Wrote {path}: {len(manifest['files'])} files")
   for name, metrics in sorted(manifest["metrics"].items()):
     accuracy = ", ".join(f"{runtime} {100 * value:.2f}%"

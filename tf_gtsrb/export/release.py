@@ -170,6 +170,37 @@ def report_metrics(report):
   return metrics
 
 
+def benchmark_metrics(benchmark, models_dir):
+  """Test accuracies a `gtsrb-benchmark-tflite` run measured for files of `models_dir`.
+
+  Only a run over the whole official test split counts. Returns {file name:
+  {'test_accuracy': {'litert': .., <runtime>: ..}}}: LiteRT from the benchmarked
+  models, other runtimes from its 'runtimes' entry.
+  """
+  data = benchmark.get("data") or {}
+  if data.get("split") != "test" or data.get("num_images") != TEST_IMAGES:
+    raise errors.ConfigError(f"a benchmark of {data.get('num_images')} {data.get('split')} "
+                             f"images is not the official test set ({TEST_IMAGES:,} images)")
+  released = set(released_files(models_dir))
+  files = {}
+  for model_name, entry in benchmark["models"].items():
+    file_name = os.path.basename(entry.get("path") or "")
+    if entry.get("format") == "tflite" and file_name in released:
+      files[model_name] = file_name
+  metrics = {}
+  for model_name, file_name in files.items():
+    accuracy = {"litert": benchmark["models"][model_name]["metrics"]["accuracy"]}
+    for runtime, per_model in (benchmark.get("runtimes") or {}).items():
+      scores = per_model.get(model_name) or {}
+      if "accuracy" in scores:
+        accuracy[runtime] = scores["accuracy"]
+    metrics[file_name] = {"test_accuracy": accuracy}
+  return metrics
+
+
+TEST_IMAGES = 12630  # The official GTSRB test set.
+
+
 def count_correct(model, images, labels):
   """How many of `images` (uint8 [N, S, S, 3]) the `.tflite` `model` (path or bytes)
   classifies as `labels`, run through LiteRT's reference kernels."""
@@ -179,13 +210,14 @@ def count_correct(model, images, labels):
   return int(np.sum(predicted == np.asarray(labels)))
 
 
-def build_manifest(models_dir, sample_images, sample_labels, previous=None):
+def build_manifest(models_dir, sample_images, sample_labels, previous=None, measured=None):
   """The manifest of `models_dir`: every file's SHA-256 and size; per `.tflite`, metrics.
 
   A model's metrics are those of `previous` (a manifest whose measurements other
   tools added, e.g. another runtime's accuracy), updated with report.json's
-  test metrics and a fresh count of correct sample images (`sample_correct`
-  of `sample_images`).
+  test metrics, then `measured` ({file: {'test_accuracy': {runtime: ..}}}, from
+  `benchmark_metrics`), and a fresh count of correct sample images
+  (`sample_correct` of `sample_images`).
   """
   files = {name: file_digest(os.path.join(models_dir, name))
            for name in released_files(models_dir)}
@@ -199,7 +231,8 @@ def build_manifest(models_dir, sample_images, sample_labels, previous=None):
       continue
     entry = dict(old.get(name, {}))
     new = from_report.get(name, {})
-    accuracy = {**entry.get("test_accuracy", {}), **new.get("test_accuracy", {})}
+    accuracy = {**entry.get("test_accuracy", {}), **new.get("test_accuracy", {}),
+                **(measured or {}).get(name, {}).get("test_accuracy", {})}
     entry.update(new)
     if accuracy:
       entry["test_accuracy"] = accuracy
@@ -229,11 +262,12 @@ def manifest_problems(models_dir, manifest):
   return problems
 
 
-def write_manifest(models_dir, data_dir=None):
+def write_manifest(models_dir, data_dir=None, benchmarks=()):
   """Measures `models_dir` and writes its MANIFEST.json; returns (path, manifest).
 
   `data_dir` is a prepared dataset whose test split holds the sample images; by
-  default the bundled sample is prepared in a temporary directory.
+  default the bundled sample is prepared in a temporary directory. `benchmarks`
+  are benchmark.json paths whose test accuracies are recorded (`benchmark_metrics`).
   """
   import tempfile  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
@@ -246,6 +280,11 @@ def write_manifest(models_dir, data_dir=None):
     if data_dir is None:
       data_dir = prepare.prepare_dataset(tmp, source="official", balance_target=0)["dataset_dir"]
     images, labels = input_pipeline.load_arrays(data_dir, "test")
-    manifest = build_manifest(models_dir, images, labels, previous)
+    measured = {}
+    for benchmark in benchmarks:
+      for name, entry in benchmark_metrics(io_utils.read_json(benchmark), models_dir).items():
+        measured.setdefault(name, {"test_accuracy": {}})["test_accuracy"].update(
+            entry["test_accuracy"])
+    manifest = build_manifest(models_dir, images, labels, previous, measured)
   io_utils.write_json(path, manifest)
   return path, manifest
