@@ -288,8 +288,12 @@ def test_benchmark_tool_end_to_end(tmp_path, model_files, tiny_data_dir):
       "benchmark_tflite", f"--models={models}", f"--data_dir={tiny_data_dir}", "--limit=48",
       "--latency_rounds=3", "--warmup=1", "--batch_size=16", "--reference=keras_float",
       "--agreement=tflite_float,keras_float", f"--output_dir={out}", "--nomemory",
-      "--runtimes=tflite_micro,mediapipe")
+      "--runtimes=tflite_micro,mediapipe", "--npu=ethos-u55-128")
   assert done.returncode == 0, done.stderr[-3000:]
+  npu = io_utils.read_json(str(out / "benchmark.json"))["npu"]
+  assert list(npu) == ["tflite_int8"]  # The float models get no NPU estimate.
+  assert npu["tflite_int8"]["targets"]["ethos-u55-128"]["inference_ms"] > 0
+  assert "## Arm Ethos-U NPU (Vela estimates)" in (out / "benchmark.md").read_text()
   assert "| tflite_micro | tflite_int8 |" in (out / "benchmark.md").read_text()
   saved_runtimes = io_utils.read_json(str(out / "benchmark.json"))["runtimes"]
   assert saved_runtimes["tflite_micro"]["tflite_int8"]["images"] == 48

@@ -644,7 +644,8 @@ def test_unknown_step_is_a_config_error(tmp_path, kwargs):
     {"distill_mixup": 0.4},  # Mixup without a distillation to mix for.
     {"baseline_model": "no/such/baseline.keras"},
     {"baseline_model": __file__, "swa_epochs": 2},  # Settings of a training that won't run.
-    {"pruning_teachers": __file__}])  # A teacher for pruning without distill_pruning or distill_qat.
+    {"pruning_teachers": __file__},  # A teacher for pruning without distill_pruning or distill_qat.
+    {"npu": "ethos-u99"}, {"corruption_subset": -5}])
 def test_bad_setting_is_a_config_error_before_any_step(tmp_path, changes):
   with pytest.raises(errors.ConfigError):
     pipeline.Pipeline(_config(tmp_path / "work", **changes)).run()

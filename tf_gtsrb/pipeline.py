@@ -145,6 +145,10 @@ class PipelineConfig:
   threads: int = _setting(1, "benchmark", "CPU threads for the latency benchmark.")
   latency_rounds: int = _setting(100, "benchmark",
                                  "Timed batch-1 runs per model in the benchmark (count).")
+  npu: str = _setting(
+      "", "benchmark", "Arm Ethos-U NPUs (comma-separated: ethos-u55-128, ethos-u55-256, "
+      "ethos-u65-256) to compile the INT8 models for with Vela (pip install ethos-u-vela): "
+      "time, cycles, NPU share, SRAM, flash and encoded weights in the benchmark and report.")
   corruption_subset: int = _setting(
       0, "benchmark", "Also score the float32 and INT8 flatbuffers under the corruption suite "
       "(docs/robustness.md) on a seeded sample of this many test images (count; 0: off).")
@@ -190,6 +194,10 @@ class PipelineConfig:
       raise errors.ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
     if self.prune_dropout is not None and not 0.0 <= self.prune_dropout < 1.0:
       raise errors.ConfigError(f"prune_dropout must be in [0, 1), got {self.prune_dropout}")
+    if self.npu:
+      from tf_gtsrb.benchmark import vela  # pylint: disable=g-import-not-at-top
+      vela.check_accelerators(self.npu.split(","))
+      vela.check_available()
     if self.prune_criterion not in PRUNE_CRITERIA:
       raise errors.ConfigError(f"unknown prune_criterion {self.prune_criterion!r}; choose one "
                                f"of {', '.join(PRUNE_CRITERIA)}")
@@ -571,6 +579,8 @@ class Pipeline:
         f"--output_dir={self.dirs['benchmark']}", f"--threads={c.threads}",
         f"--latency_rounds={c.latency_rounds}", f"--reference={pipeline_report.KERAS_NAME}",
         f"--agreement={pipeline_report.INT8_NAME},{pipeline_report.QAT_NAME}"]
+    if c.npu:
+      command.append(f"--npu={c.npu}")
     json_path = os.path.join(self.dirs["benchmark"], "benchmark.json")
     if os.path.exists(json_path):
       os.remove(json_path)  # A failed run must not leave the last run's results looking new.

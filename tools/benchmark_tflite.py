@@ -40,6 +40,9 @@ flags.DEFINE_list("runtimes", [], "Also score each .tflite model at batch 1 unde
                   "litert_reference_kernels, tflite_micro (pip install --pre tflite-micro), "
                   "mediapipe (float32/uint8 models with metadata); accuracy and agreement with "
                   "LiteRT go to benchmark.json's 'runtimes' and the report.")
+flags.DEFINE_list("npu", [], "Compile every int8 .tflite with Vela for these Arm Ethos-U NPUs "
+                  "(ethos-u55-128, ethos-u55-256, ethos-u65-256; pip install ethos-u-vela): time, "
+                  "cycles, operators on the NPU, SRAM, flash, encoded weights.")
 common.define_corruption_flags()
 flags.DEFINE_boolean("memory", True,
                      "Measure peak resident memory per model in a subprocess (MB).")
@@ -65,6 +68,10 @@ def _check_flags():
   # pylint: enable=g-import-not-at-top
   specs = compare.parse_model_specs(FLAGS.models)
   runtimes.parse_runtimes(FLAGS.runtimes)
+  if FLAGS.npu:
+    from tf_gtsrb.benchmark import vela  # pylint: disable=g-import-not-at-top
+    vela.check_accelerators(FLAGS.npu)
+    vela.check_available()
   for name, path in specs.items():
     if not os.path.isfile(path):
       raise errors.ConfigError(f"{path}: model file not found (--models {name}=...)")
@@ -110,7 +117,8 @@ def main():
       specs, FLAGS.data_dir, FLAGS.output_dir, split=FLAGS.split, limit=FLAGS.limit,
       threads=FLAGS.threads, latency_rounds=FLAGS.latency_rounds, warmup=FLAGS.warmup,
       batch_size=FLAGS.batch_size, reference=FLAGS.reference, measure_memory=FLAGS.memory,
-      agreement_pair=pair or None, min_agreement=FLAGS.min_agreement, runtimes=FLAGS.runtimes)
+      agreement_pair=pair or None, min_agreement=FLAGS.min_agreement, runtimes=FLAGS.runtimes,
+      npu=FLAGS.npu)
   print(result["markdown"])
   print(bench.details_table(result))
   print(f"wrote {FLAGS.output_dir}: benchmark.json, benchmark.md, predictions.npz, "

@@ -112,7 +112,8 @@ FLAG_RANGES = {
 }
 
 # List flags that hold names, not numbers (not range-checked).
-TEXT_LIST_FLAGS = frozenset({"modes", "agreement", "hash_files", "runtimes", "benchmark"})
+TEXT_LIST_FLAGS = frozenset({"modes", "agreement", "hash_files", "runtimes", "benchmark",
+                             "npu"})
 
 
 def check_flag_ranges(flag_values=FLAGS):

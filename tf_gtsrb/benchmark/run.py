@@ -15,7 +15,9 @@ from tf_gtsrb import io_utils
 from tf_gtsrb.benchmark import compare
 from tf_gtsrb.benchmark import predictions as predictions_lib
 from tf_gtsrb.benchmark import runtimes as runtimes_lib
+from tf_gtsrb.benchmark import vela
 from tf_gtsrb.data import input_pipeline
+from tf_gtsrb.export import flatbuffer
 from tf_gtsrb.data.class_names import CLASS_NAMES
 from tf_gtsrb.evaluation import plots
 
@@ -35,11 +37,13 @@ def cpu_name():
 def run_benchmark(specs, data_dir, output_dir, split="test", limit=None, threads=1,
                   latency_rounds=200, warmup=20, batch_size=32, reference=None,
                   measure_memory=True, agreement_pair=None, min_agreement=0.99, runtimes=(),
-                  log=print):
+                  npu=(), log=print):
   """Benchmarks `specs` (name -> model path) on `split`; returns the result dict.
 
   `runtimes` (names from `runtimes.RUNTIMES`) also scores each `.tflite` model
-  under those runtimes: `result['runtimes']`.
+  under those runtimes: `result['runtimes']`. `npu` (Ethos-U accelerators from
+  `vela.TARGETS`) compiles each int8-input `.tflite` with Vela for them:
+  `result['npu']` = {model: `vela.benchmark` result}, files under OUTPUT_DIR/vela.
 
   `result['agreement']['passed']` tells whether the `agreement_pair` (A, B)
   predicts the same class on at least `min_agreement` of the images.
@@ -58,6 +62,8 @@ def run_benchmark(specs, data_dir, output_dir, split="test", limit=None, threads
   confidences = result.pop("confidences")
   if runtimes:
     result["runtimes"] = runtimes_lib.score_runtimes(specs, images, labels, runtimes, log=log)
+  if npu:
+    result["npu"] = _npu_estimates(specs, output_dir, npu, log)
   result["machine"] = {"cpu": cpu_name(), "threads": threads, "platform": platform.platform()}
   result["data"] = {"data_dir": os.path.abspath(data_dir), "split": split,
                     "num_images": int(len(images))}
@@ -80,12 +86,33 @@ def run_benchmark(specs, data_dir, output_dir, split="test", limit=None, threads
                                      header_lines=[machine] + check_lines)
   if runtimes:
     markdown += "\n## Runtimes (batch 1)\n\n" + runtimes_lib.markdown_table(result["runtimes"])
+  if npu:
+    markdown += "\n## Arm Ethos-U NPU (Vela estimates)\n\n" + "\n\n".join(
+        vela.markdown_table(r) for r in result["npu"].values()) + "\n"
   predictions_lib.save_predictions(os.path.join(output_dir, predictions_lib.FILE_NAME),
                                   labels, predictions, confidences)
   io_utils.write_json(os.path.join(output_dir, "benchmark.json"), result)
   io_utils.write_text(os.path.join(output_dir, "benchmark.md"), markdown)
   result["markdown"] = markdown
   return result
+
+
+def _npu_estimates(specs, output_dir, accelerators, log):
+  """{model name: vela.benchmark(...)} for every int8-input .tflite of `specs`."""
+  vela.check_available()
+  accelerators = vela.check_accelerators(accelerators)
+  estimates = {}
+  for name, path in specs.items():
+    if not str(path).endswith(".tflite"):
+      continue
+    graph = flatbuffer.parse(flatbuffer.read_file(path), path)
+    if graph.tensors[graph.inputs[0]].dtype != "int8":
+      log(f"{name}: not an int8 model, no NPU estimate")
+      continue
+    log(f"{name}: compiling with Vela for {', '.join(accelerators)}")
+    estimates[name] = vela.benchmark(path, os.path.join(output_dir, "vela", _safe(name)),
+                                     accelerators)
+  return estimates
 
 
 def details_table(result):
