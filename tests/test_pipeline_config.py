@@ -7,6 +7,8 @@ import dataclasses
 import glob
 import hashlib
 import os
+import subprocess
+import sys
 
 import pytest
 from absl import flags
@@ -135,3 +137,17 @@ def test_a_failed_agreement_check_is_reported_and_a_passed_one_is_not():
   failed["benchmark"]["agreement"]["passed"] = True
   assert pipeline_tool.failed_check(failed) is None
   assert pipeline_tool.failed_check({"report": {}}) is None
+
+
+TRAIN_CONFIG_FILES = sorted(glob.glob(os.path.join(REPO, "configs", "train", "*.flags")))
+
+
+@pytest.mark.parametrize("path", TRAIN_CONFIG_FILES, ids=os.path.basename)
+def test_training_recipe_parses_with_the_trainers_flags(path):
+  script = ("import sys; from absl import flags; import tf_gtsrb_tools.train; "
+            "flags.FLAGS(['gtsrb-train', '--flagfile=' + sys.argv[1]]); "
+            "print(flags.FLAGS.model, flags.FLAGS.epochs)")
+  done = subprocess.run([sys.executable, "-c", script, path], capture_output=True, text=True,
+                        timeout=120, check=False)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.split()[-2:] != ["traffic_sign_cnn", "30"]  # The file's, not the defaults.
