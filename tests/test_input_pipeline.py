@@ -200,6 +200,30 @@ def test_erasing_leaves_the_other_augmentations_unchanged():
   np.testing.assert_array_equal(plain[~changed], erased[~changed])
 
 
+def test_sensor_noise_has_a_per_image_strength_within_its_range():
+  images = tf.fill((64, 32, 32, 3), 0.5)
+  seeds = tf.random.experimental.stateless_split(tf.constant([9, 10], tf.int64), num=3)
+  noisy = augment._maybe_noise(images, seeds, probability=1.0).numpy() - 0.5
+  sigmas = noisy.reshape(64, -1).std(axis=1)
+  low, high = augment.NOISE_SIGMA
+  assert np.all(sigmas > 0.9 * low) and np.all(sigmas < 1.1 * high)
+  assert sigmas.std() > 0.01  # The strength varies from image to image.
+  half = augment._maybe_noise(images, seeds, probability=0.5).numpy()
+  untouched = np.all(half == 0.5, axis=(1, 2, 3))
+  assert 16 < untouched.sum() < 48
+  assert np.array_equal(augment._maybe_noise(images, seeds, 0.0).numpy(), images.numpy())
+
+
+def test_noise_leaves_the_other_augmentations_unchanged_and_is_deterministic():
+  images = tf.random.stateless_uniform((8, 32, 32, 3), seed=[1, 2])
+  plain = augment.augment_batch(images, tf.constant([0, 5])).numpy()
+  noisy = augment.augment_batch(images, tf.constant([0, 5]), noise_probability=1.0).numpy()
+  again = augment.augment_batch(images, tf.constant([0, 5]), noise_probability=1.0).numpy()
+  np.testing.assert_array_equal(noisy, again)
+  difference = (noisy - plain)[(plain > 0.01) & (plain < 0.99)]  # Where no clipping hides it.
+  assert abs(difference.mean()) < 0.01 and difference.std() > 0.01
+
+
 # --------------------------------------------------------------------------
 # find_dataset_dir and the prepared-dataset readers.
 

@@ -81,6 +81,9 @@ class PipelineConfig:
   erase_probability: float = _setting(
       0.0, "train", "Share of the baseline's training images that also get a random erasing "
       "(a square filled with the image's mean colour); 0: none.", trains_baseline=True)
+  noise_probability: float = _setting(
+      0.0, "train", "Share of the baseline's training images that also get sensor noise "
+      "(Gaussian, sigma 0.02-0.12 of the pixel range); 0: none.", trains_baseline=True)
   steps_per_epoch: int = _setting(0, "train", "Steps per epoch; 0 is one pass over the train "
                                   "split.")
   teacher: Optional[str] = _setting(
@@ -187,9 +190,9 @@ class PipelineConfig:
       raise errors.ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
     if not 0.0 <= self.label_smoothing < 1.0:
       raise errors.ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-    if not 0.0 <= self.erase_probability <= 1.0:
-      raise errors.ConfigError(
-          f"erase_probability must be in [0, 1], got {self.erase_probability}")
+    for name in ("erase_probability", "noise_probability"):
+      if not 0.0 <= getattr(self, name) <= 1.0:
+        raise errors.ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
     if not 0.0 <= self.dropout < 1.0:
       raise errors.ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
     if self.prune_dropout is not None and not 0.0 <= self.prune_dropout < 1.0:
@@ -351,7 +354,8 @@ class Pipeline:
         epochs=c.epochs, batch_size=c.batch_size, learning_rate=c.learning_rate,
         label_smoothing=c.label_smoothing, seed=c.seed, steps_per_epoch=c.steps_per_epoch,
         model_kwargs={"dropout": c.dropout}, teacher=c.teacher or "",
-        erase_probability=c.erase_probability, swa_epochs=c.swa_epochs,
+        erase_probability=c.erase_probability, noise_probability=c.noise_probability,
+        swa_epochs=c.swa_epochs,
         swa_learning_rate=c.swa_learning_rate)
     # Resume only a run started with these settings and upstream outputs: the
     # trainer's own check ignores the dataset, which may have been rebuilt. A run

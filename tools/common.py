@@ -78,6 +78,7 @@ FLAG_RANGES = {
     "early_stopping_patience": _NON_NEGATIVE,
     "epochs": _NON_NEGATIVE,
     "erase_probability": _FRACTION,
+    "noise_probability": _FRACTION,
     "frames_per_track": _COUNT,
     "indices": _NON_NEGATIVE,
     "image_size": _COUNT,

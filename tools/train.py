@@ -35,6 +35,8 @@ flags.DEFINE_bool("augment", True,
                   "Online augmentation (rotation, shift, zoom, colour, gamma, shadow, blur).")
 flags.DEFINE_float("erase_probability", 0.0, "Share of training images that also get a random "
                    "erasing (a square filled with the image's mean colour); 0: none.")
+flags.DEFINE_float("noise_probability", 0.0, "Share of training images that also get sensor "
+                   "noise (Gaussian, sigma 0.02-0.12 of the pixel range); 0: none.")
 flags.DEFINE_integer("seed", 0, "Seed of weights init, data order and augmentation.")
 flags.DEFINE_integer("early_stopping_patience", 0, "Stop after this many epochs without a "
                      "better validation accuracy; 0 never stops early.")
@@ -89,7 +91,8 @@ def _config():
       model_kwargs=model_kwargs, epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
       learning_rate=FLAGS.learning_rate, schedule=FLAGS.schedule,
       warmup_epochs=FLAGS.warmup_epochs, label_smoothing=FLAGS.label_smoothing,
-      augment=FLAGS.augment, erase_probability=FLAGS.erase_probability, seed=FLAGS.seed,
+      augment=FLAGS.augment, erase_probability=FLAGS.erase_probability,
+      noise_probability=FLAGS.noise_probability, seed=FLAGS.seed,
       early_stopping_patience=FLAGS.early_stopping_patience,
       checkpoint_every_steps=FLAGS.checkpoint_every_steps, strategy=FLAGS.strategy,
       steps_per_epoch=FLAGS.steps_per_epoch, teacher=FLAGS.teacher or "",

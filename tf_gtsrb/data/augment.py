@@ -4,7 +4,8 @@ Per image: a small rotation, shift and zoom (one projective transform), colour
 jitter (brightness, contrast, saturation, hue), a gamma change (under- and
 over-exposure, backlit signs) and, sometimes, a shadow over part of the image
 (darker beyond a random straight edge) and a 3x3 Gaussian blur; optionally, random
-erasing (a square filled with the image's mean colour). Randomness is
+erasing (a square filled with the image's mean colour) and sensor noise (Gaussian,
+per pixel and channel, of a random strength). Randomness is
 stateless and derived from (seed, batch index), so a resumed run sees exactly
 the augmentations an uninterrupted run would have.
 """
@@ -26,13 +27,15 @@ SHADOW_DARKNESS = (0.3, 0.8)  # Brightness left in the shadow.
 SHADOW_EDGE_PIXELS = 1.0  # Width of the soft shadow edge.
 BLUR_PROBABILITY = 0.1
 ERASE_SIDE = (0.25, 0.5)  # Side of an erased square, as a share of the image width.
+NOISE_SIGMA = (0.02, 0.12)  # Standard deviation of the sensor noise, in [0, 1] pixel units.
 
 
-def augment_batch(images, seed, erase_probability=0.0):
+def augment_batch(images, seed, erase_probability=0.0, noise_probability=0.0):
   """Augments a (B, H, W, 3) float32 batch; `seed` is a shape-[2] int tensor.
 
   `erase_probability`: share of images that get a random erasing (Zhong et al.
-  2017) after the other changes; 0 leaves the augmentation exactly as without it.
+  2017) after the other changes; `noise_probability`: share that then get sensor
+  noise. 0 leaves the augmentation exactly as without them.
   """
   seed = tf.cast(seed, tf.int64)
   seeds = tf.random.experimental.stateless_split(seed, num=12)
@@ -45,6 +48,10 @@ def augment_batch(images, seed, erase_probability=0.0):
     erase_seeds = tf.random.experimental.stateless_split(
         tf.random.experimental.stateless_fold_in(seed, 1), num=4)
     images = _maybe_erase(images, erase_seeds, erase_probability)
+  if noise_probability > 0:
+    noise_seeds = tf.random.experimental.stateless_split(
+        tf.random.experimental.stateless_fold_in(seed, 2), num=3)
+    images = _maybe_noise(images, noise_seeds, noise_probability)
   return tf.clip_by_value(images, 0.0, 1.0)
 
 
@@ -120,6 +127,17 @@ def _maybe_blur(images, seeds):
   use = tf.cast(_uniform(seeds[0], batch, 0.0, 1.0) < BLUR_PROBABILITY, images.dtype)
   use = tf.reshape(use, [-1, 1, 1, 1])
   return use * blurred + (1 - use) * images
+
+
+def _maybe_noise(images, seeds, probability):
+  """Adds, with `probability`, Gaussian noise of a random NOISE_SIGMA strength to each
+  image, independently per pixel and channel."""
+  batch = tf.shape(images)[0]
+  per_image = lambda v: tf.reshape(v, [-1, 1, 1, 1])
+  sigma = _uniform(seeds[0], batch, *NOISE_SIGMA)
+  use = tf.cast(_uniform(seeds[1], batch, 0.0, 1.0) < probability, tf.float32)
+  noise = tf.random.stateless_normal(tf.shape(images), seed=seeds[2])
+  return images + noise * per_image(sigma * use)
 
 
 def _maybe_erase(images, seeds, probability):
