@@ -290,7 +290,12 @@ def test_benchmark_tool_end_to_end(tmp_path, model_files, tiny_data_dir):
       "--agreement=tflite_float,keras_float", f"--output_dir={out}", "--nomemory",
       "--runtimes=tflite_micro,mediapipe", "--npu=ethos-u55-128")
   assert done.returncode == 0, done.stderr[-3000:]
-  npu = io_utils.read_json(str(out / "benchmark.json"))["npu"]
+  saved = io_utils.read_json(str(out / "benchmark.json"))
+  from tf_gtsrb.data import archives  # pylint: disable=g-import-not-at-top
+  for name, path in model_files.items():  # The inputs, by content.
+    assert saved["models"][name]["sha256"] == archives.sha256sum(path)
+  assert saved["data"]["source"]["fingerprint"]
+  npu = saved["npu"]
   assert list(npu) == ["tflite_int8"]  # The float models get no NPU estimate.
   assert npu["tflite_int8"]["targets"]["ethos-u55-128"]["inference_ms"] > 0
   assert "## Arm Ethos-U NPU (Vela estimates)" in (out / "benchmark.md").read_text()

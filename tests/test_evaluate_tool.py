@@ -148,6 +148,8 @@ def test_tool_end_to_end(tmp_path, tiny_model, tiny_data_dir):
   assert sorted(os.listdir(out)) == ["confusion_matrix.png", "evaluation.json", "evaluation.md"]
   saved = json.loads((out / "evaluation.json").read_text())
   assert saved["model_size_bytes"] == os.path.getsize(model_path)
+  from tf_gtsrb.data import archives  # pylint: disable=g-import-not-at-top
+  assert saved["model_sha256"] == archives.sha256sum(model_path)
   assert saved["metrics"]["num_examples"] == input_pipeline.split_size(tiny_data_dir, "test")
 
 

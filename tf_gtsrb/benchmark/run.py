@@ -16,6 +16,7 @@ from tf_gtsrb.benchmark import compare
 from tf_gtsrb.benchmark import predictions as predictions_lib
 from tf_gtsrb.benchmark import runtimes as runtimes_lib
 from tf_gtsrb.benchmark import vela
+from tf_gtsrb.data import archives
 from tf_gtsrb.data import input_pipeline
 from tf_gtsrb.export import flatbuffer
 from tf_gtsrb.data.class_names import CLASS_NAMES
@@ -66,7 +67,9 @@ def run_benchmark(specs, data_dir, output_dir, split="test", limit=None, threads
     result["npu"] = _npu_estimates(specs, output_dir, npu, log)
   result["machine"] = {"cpu": cpu_name(), "threads": threads, "platform": platform.platform()}
   result["data"] = {"data_dir": os.path.abspath(data_dir), "split": split,
-                    "num_images": int(len(images))}
+                    "num_images": int(len(images)), "source": _data_source(data_dir)}
+  for entry in result["models"].values():  # What was measured, by content.
+    entry["sha256"] = archives.sha256sum(entry["path"]) if entry.get("path") else None
   check_lines = []
   if agreement_pair:
     a, b = agreement_pair
@@ -95,6 +98,12 @@ def run_benchmark(specs, data_dir, output_dir, split="test", limit=None, threads
   io_utils.write_text(os.path.join(output_dir, "benchmark.md"), markdown)
   result["markdown"] = markdown
   return result
+
+
+def _data_source(data_dir):
+  """What the prepared dataset records of its source (`prepare.SOURCE_FILE`), or None."""
+  path = os.path.join(input_pipeline.find_dataset_dir(data_dir), "source.json")
+  return io_utils.read_json(path) if os.path.exists(path) else None
 
 
 def _npu_estimates(specs, output_dir, accelerators, log):

@@ -98,7 +98,7 @@ def write_evaluation(result, output_dir, model_path=None, name=None):
   """Writes evaluation.json, confusion_matrix.png and evaluation.md to `output_dir`.
 
   `result` comes from `evaluate_keras_model`. With `model_path`, the model
-  file's size (and gzip-compressed size) is recorded too. `name` labels the
+  file's size, gzip-compressed size and SHA-256 are recorded too. `name` labels the
   table rows (default: the model file name, else 'model'). Each file is written
   atomically. Returns {'json', 'png', 'markdown'} paths.
   """
@@ -110,6 +110,8 @@ def write_evaluation(result, output_dir, model_path=None, name=None):
     result["model_path"] = model_path
     result["model_size_bytes"] = complexity.model_file_size(model_path)
     result["model_gzip_size_bytes"] = complexity.gzip_size(model_path)
+    from tf_gtsrb.data import archives  # pylint: disable=g-import-not-at-top
+    result["model_sha256"] = archives.sha256sum(model_path)
 
   os.makedirs(output_dir, exist_ok=True)
   paths = {
