@@ -78,6 +78,19 @@ def test_same_track_number_in_two_classes_is_two_tracks():
   assert {c for c, _ in side_of_tracks(rows, val)} == {0, 1}
 
 
+def test_tracked_and_untracked_images_of_one_class_split_together():
+  rows = make_rows({0: 4}, untracked=4)  # Track ids (ints) beside one-image tracks (names).
+  train, val = splits.split_by_track(rows, 0.25, seed=0)
+  assert len(side_of_tracks(rows, val)) == 2 and sorted(train + val) == list(range(len(rows)))
+
+
+def test_a_large_fraction_still_leaves_every_class_a_training_track():
+  rows = make_rows({0: 2, 1: 3}, frames=2)
+  train, val = splits.split_by_track(rows, 0.9, seed=0)
+  assert {c for c, _ in side_of_tracks(rows, train)} == {0, 1}
+  assert len(side_of_tracks(rows, val)) == 1 + 2
+
+
 def test_zero_fraction_keeps_everything_in_training():
   rows = make_rows()
   train, val = splits.split_by_track(rows, 0.0)
@@ -101,11 +114,13 @@ def test_frame_split_is_deterministic_by_seed():
 def test_frame_split_custom_fractions():
   train, val, held = splits.split_by_frame(100, (0.5, 0.3, 0.2))
   assert (len(train), len(val), len(held)) == (50, 30, 20)
+  train, val, held = splits.split_by_frame(10, (1.0, 0.0, 0.0))  # An empty side is allowed.
+  assert (len(train), val, held) == (10, [], [])
 
 
 @pytest.mark.parametrize("fraction", [-0.1, 1.0, 1.5])
 def test_bad_track_fraction(fraction):
-  with pytest.raises(errors.ConfigError, match="val_fraction"):
+  with pytest.raises(errors.ConfigError, match=r"^val_fraction must be in \[0, 1\), got "):
     splits.split_by_track(make_rows(), fraction)
 
 
@@ -134,3 +149,9 @@ def test_config_names_differ_for_different_records():
   assert len(names) == 10
   assert (gtsrb.GtsrbConfig.create(balance_target=0, balance_seed=1).name ==
           gtsrb.GtsrbConfig.create(balance_target=0).name)  # Seed unused without balancing.
+
+
+def test_defaults_are_the_declared_splits():
+  rows = make_rows()
+  assert splits.split_by_track(rows) == splits.split_by_track(rows, 0.15, seed=0)
+  assert splits.split_by_frame(200) == splits.split_by_frame(200, (0.70, 0.15, 0.15), seed=0)
