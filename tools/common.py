@@ -71,7 +71,7 @@ FLAG_RANGES = {
     "channels": _COUNT,
     "checkpoint_every_steps": _COUNT,
     "cluster": Range(2, 256, or_zero=True),
-    "corruption_subset": _COUNT,
+    "corruption_subset": Range(1, or_zero=True),  # 0: the pipeline's "off", the tools' "all".
     "distill_alpha": _FRACTION,
     "distill_mixup": _NON_NEGATIVE,
     "distill_temperature": _RATE,
@@ -79,6 +79,7 @@ FLAG_RANGES = {
     "epochs": _NON_NEGATIVE,
     "erase_probability": _FRACTION,
     "noise_probability": _FRACTION,
+    "max_skipped_fraction": _FRACTION,
     "frames_per_track": _COUNT,
     "indices": _NON_NEGATIVE,
     "image_size": _COUNT,
@@ -237,7 +238,7 @@ def define_corruption_flags():
   flags.DEFINE_string("corruption_kinds", "all", "Corruption kinds, comma-separated, or 'all'.")
   flags.DEFINE_string("corruption_severities", "1-5", "Severities, e.g. '1,3,5' or '1-5'.")
   flags.DEFINE_integer("corruption_subset", None, "Score a seeded sample of this many images "
-                       "(count; default: the whole split).")
+                       "(count; default or 0: the whole split).")
 
 
 def corruption_suite(specs, data_dir, output_dir, split):
@@ -249,7 +250,7 @@ def corruption_suite(specs, data_dir, output_dir, split):
       specs, data_dir, output_dir, split=split,
       kinds=corruptions.parse_kinds(FLAGS.corruption_kinds),
       severities=corruptions.parse_severities(FLAGS.corruption_severities),
-      subset=FLAGS.corruption_subset)
+      subset=FLAGS.corruption_subset or None)
   print(robustness.comparison_table(scores))
   print(f"wrote {output_dir}/robustness.json and corruptions/<model>/corruptions.json, .md, .png")
   return scores

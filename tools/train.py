@@ -101,7 +101,7 @@ def _config():
 
 
 def run():
-  common.run(main, writes=("model_dir",))
+  common.run(main)  # The trainer locks --model_dir itself: only the chief of a multi-worker run writes there.
 
 
 if __name__ == "__main__":
