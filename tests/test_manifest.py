@@ -142,3 +142,18 @@ def test_benchmark_accuracies_of_released_files_go_into_the_manifest(tmp_path):
   benchmark["data"]["num_images"] = 430
   with pytest.raises(errors.ConfigError, match="not the official test set"):
     release.benchmark_metrics(benchmark, str(tmp_path))
+
+
+def test_the_front_page_table_matches_the_manifest(manifest):
+  """README.md's released-models table: each accuracy named there and each size, as measured."""
+  with open(os.path.join(ROOT, "README.md")) as f:
+    readme = f.read()
+  shown = {"traffic_sign_cnn_pruned_int8.tflite": ("litert", "tflite_micro"),
+           "traffic_sign_cnn_pruned_uint8.tflite": ("litert", "mediapipe"),
+           "traffic_sign_cnn_float32.tflite": ("litert",)}
+  for name, runtimes in shown.items():
+    row = next(line for line in readme.splitlines() if line.startswith(f"| `{name}`"))
+    accuracy = manifest["metrics"][name]["test_accuracy"]
+    for runtime in runtimes:
+      assert f"{100 * accuracy[runtime]:.2f}%" in row, (name, runtime, row)
+    assert f"{manifest['files'][name]['bytes'] / 1024:,.1f} KB" in row, row
