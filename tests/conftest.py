@@ -9,6 +9,22 @@ from tf_gtsrb.export import tflite
 import synthetic
 
 
+# Modules whose tests train, fine-tune or convert models (seconds to minutes each): the whole
+# module is `slow`, so `pytest -m "not slow"` is the inner loop (docs/testing.md).
+SLOW_MODULES = frozenset({
+    "test_benchmark", "test_channel_pruning", "test_clustering", "test_deploy_files",
+    "test_distill", "test_distributed", "test_ensemble", "test_evaluate_tool", "test_export",
+    "test_from_tflite", "test_magnitude_pruning", "test_micro", "test_pipeline",
+    "test_quantization", "test_resume", "test_swa", "test_sweep", "test_training", "test_vela",
+})
+
+
+def pytest_collection_modifyitems(items):
+  for item in items:
+    if item.module.__name__ in SLOW_MODULES:
+      item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory):
   """The bundled sample prepared at 32x32, track split, no balancing (~430/215/430 images)."""

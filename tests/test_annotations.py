@@ -99,12 +99,47 @@ BAD_ROW = {
     "roi_right_of_image": ("40;37;5;6;41;31;3", "ROI"),
     "roi_below_image": ("40;37;5;6;34;38;3", "ROI"),
     "roi_starts_at_edge": ("40;37;40;6;40;31;3", "ROI"),
+    "roi_starts_at_bottom_edge": ("40;37;5;37;34;37;3", "ROI"),
     "roi_negative": ("40;37;-1;6;34;31;3", "ROI"),
     "roi_inverted": ("40;37;30;6;20;31;3", "ROI"),
     "zero_size": ("0;37;0;0;0;0;3", "size"),
+    "zero_height": ("40;0;0;0;0;0;3", "size"),
     "class_43": ("40;37;5;6;34;31;43", "ClassId 43"),
     "class_minus_1": ("40;37;5;6;34;31;-1", "ClassId -1"),
 }
+# id -> fields of a row at the edge of what is valid: accepted, ROI kept as given.
+EDGE_ROW = {
+    "class_0": "40;37;5;6;34;31;0",
+    "class_42": "40;37;5;6;34;31;42",
+    "one_pixel_image": "1;1;0;0;1;1;3",
+    "roi_is_the_whole_image": "40;37;0;0;40;37;3",
+    "roi_of_one_pixel_at_the_far_corner": "40;37;39;36;39;36;3",
+    "roi_a_vertical_line": "40;37;5;6;5;31;3",
+    "roi_a_horizontal_line": "40;37;5;6;34;6;3",
+    "roi_wider_than_the_image_is_tall": "40;20;5;6;30;15;3",
+}
+
+
+@pytest.mark.parametrize("fields", EDGE_ROW.values(), ids=EDGE_ROW.keys())
+def test_rows_at_the_edge_of_validity_are_accepted(fields):
+  (row,) = annotations.parse_official_csv(_one_row(fields), "GT.csv")
+  values = [int(v) for v in fields.split(";")]
+  assert (row.width, row.height, row.roi, row.class_id) == (
+      values[0], values[1], tuple(values[2:6]), values[6])
+
+
+def test_a_header_lacking_columns_names_them_and_shows_the_header():
+  with pytest.raises(errors.DataError) as raised:
+    annotations.parse_official_csv("Filename;Width;Height;Roi.X1;Roi.Y1\n", "GT.csv")
+  assert str(raised.value) == ("GT.csv: line 1: header lacks column(s) Roi.X2, Roi.Y2, ClassId (got "
+                               "Filename;Width;Height;Roi.X1;Roi.Y1)")
+
+
+def test_a_field_too_long_for_the_csv_reader_is_a_malformed_csv():
+  with pytest.raises(errors.DataError, match=r"^GT.csv: malformed CSV: "):
+    annotations.parse_official_csv(_one_row("40;37;5;6;34;31;" + "3" * 200_000), "GT.csv")
+
+
 # id -> (CSV text, line of the error, what the error names).
 BAD_OFFICIAL = {
     "missing_column": ("Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;ClassId\n"
