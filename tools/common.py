@@ -250,7 +250,7 @@ def corruption_suite(specs, data_dir, output_dir, split):
       specs, data_dir, output_dir, split=split,
       kinds=corruptions.parse_kinds(FLAGS.corruption_kinds),
       severities=corruptions.parse_severities(FLAGS.corruption_severities),
-      subset=FLAGS.corruption_subset or None)
+      subset=FLAGS.corruption_subset or None, log=print)
   print(robustness.comparison_table(scores))
   print(f"wrote {output_dir}/robustness.json and corruptions/<model>/corruptions.json, .md, .png")
   return scores
