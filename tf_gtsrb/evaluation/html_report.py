@@ -486,10 +486,7 @@ def _robustness_section(robustness):
       axes.plot([float(s) for s, _ in points], [100 * a for _, a in points], "o-", label=label)
     else:
       axes.plot([0] * len(points), [100 * a for _, a in points], "s", label=label)
-  axes.set_xlabel("severity")
-  axes.set_ylabel("accuracy (%)")
-  axes.grid(True, alpha=0.3)
-  axes.legend(fontsize=7, loc="best")
+  _label_severity_axes(axes, "accuracy (%)", legend_size=7)
   parts.append(_img(_png(figure), "accuracy per corruption kind and severity"))
   return "\n".join(parts)
 
@@ -530,12 +527,16 @@ def _suite_section(suite):
     means = [float(np.mean([per[s] for per in by_kind.values() if s in per]))
              for s in severities]
     axes.plot([float(s) for s in severities], [100 * m for m in means], "o-", label=name)
-  axes.set_xlabel("severity")
-  axes.set_ylabel("accuracy averaged over kinds (%)")
-  axes.grid(True, alpha=0.3)
-  axes.legend(fontsize=8, loc="best")
+  _label_severity_axes(axes, "accuracy averaged over kinds (%)", legend_size=8)
   parts.append(_img(_png(figure), "accuracy against corruption severity, averaged over kinds"))
   return "\n".join(parts)
+
+
+def _label_severity_axes(axes, ylabel, legend_size):
+  axes.set_xlabel("severity")
+  axes.set_ylabel(ylabel)
+  axes.grid(True, alpha=0.3)
+  axes.legend(fontsize=legend_size, loc="best")
 
 
 def misclassified_by_class(labels, predicted, confidence):
