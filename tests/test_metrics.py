@@ -84,15 +84,15 @@ def test_accepts_numpy_and_integral_floats():
 
 
 @pytest.mark.parametrize("y_true, y_pred, num_classes, message", [
-    ([0, 1], [0], 2, "length"),
-    ([0, 2], [0, 1], 2, "class id 2"),
-    ([0, -1], [0, 1], 2, "class id -1"),
-    ([0, 1], [0, 5], 3, "class id 5"),
-    ([[0, 1]], [[0, 1]], 2, "1-D"),
-    ([0.5, 1], [0, 1], 2, "integer"),
-    (["a", "b"], [0, 1], 2, "integer"),
-    ([], [], 2, "empty"),
-    ([0], [0], 0, "num_classes"),
+    ([0, 1], [0], 2, "^y_true and y_pred differ in length: 2 vs 1$"),
+    ([0, 2], [0, 1], 2, r"^y_true holds class id 2 outside \[0, 2\)$"),
+    ([0, -1], [0, 1], 2, "^y_true holds class id -1"),
+    ([0, 1], [0, 5], 3, r"^y_pred holds class id 5 outside \[0, 3\)$"),
+    ([[0, 1]], [[0, 1]], 2, "^y_true must be a 1-D array"),
+    ([0.5, 1], [0, 1], 2, "^y_true must hold integer class ids"),
+    ([0, 1], ["a", "b"], 2, "^y_pred must hold integer class ids"),
+    ([], [], 2, "^cannot score an empty set of predictions$"),
+    ([0], [0], 0, "^num_classes must be a positive integer"),
 ])
 def test_bad_inputs_raise_config_error(y_true, y_pred, num_classes, message):
   with pytest.raises(errors.ConfigError, match=message):
