@@ -137,7 +137,7 @@ def test_benchmark_tool_scores_the_corruption_suite(tiny_data_dir, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("flag", ["--corruption_kinds=hail", "--corruption_severities=9",
-                                  "--corruption_subset=0"])
+                                  "--corruption_subset=-5"])
 def test_benchmark_tool_refuses_bad_corruption_flags(tiny_data_dir, tmp_path, flag):
   import os  # pylint: disable=g-import-not-at-top
   import tool_runner  # pylint: disable=g-import-not-at-top
