@@ -509,9 +509,11 @@ def test_failed_step_leaves_no_marker_and_runs_again(finished, tmp_path, monkeyp
 
 def test_failed_benchmark_does_not_pass_off_old_results(finished, tmp_path, monkeypatch):
   work_dir = _copy(finished, tmp_path)
-  failed = subprocess.CompletedProcess([], 1, stdout="", stderr="error: no data")
-  monkeypatch.setattr(pipeline.subprocess, "run", lambda *args, **kwargs: failed)
-  with pytest.raises(errors.GtsrbError, match="benchmark failed"):
+  failing = tmp_path / "failing_python"  # Stands in for the interpreter the benchmark runs in.
+  failing.write_text("#!/bin/sh\necho partial output\necho 'error: no data' >&2\nexit 1\n")
+  failing.chmod(0o755)
+  monkeypatch.setattr(pipeline.sys, "executable", str(failing))
+  with pytest.raises(errors.GtsrbError, match=r"benchmark failed \(exit 1\):\nerror: no data"):
     _run(_config(work_dir), force=["benchmark"])
   assert not os.path.exists(os.path.join(work_dir, "benchmark", "benchmark.json"))
   assert not os.path.exists(_marker(work_dir, "benchmark"))
