@@ -261,8 +261,8 @@ def test_runtimes_score_each_flatbuffer_and_tflite_micro_follows_the_reference_k
   # TFLite Micro's int8 outputs stay within a few units of the reference kernels'.
   litert = runners.TFLiteRunner(model_files["tflite_int8"])
   prepared = litert.prepare(images)
-  micro_raw = runtimes._tflite_micro(litert, prepared, images).astype(int)
-  reference_raw = runtimes._reference_kernels(litert, prepared, images).astype(int)
+  micro_raw = runtimes._tflite_micro(litert, prepared, images)[0].astype(int)
+  reference_raw = runtimes._reference_kernels(litert, prepared, images)[0].astype(int)
   assert micro_raw.shape == reference_raw.shape == (len(images), 43)
   assert np.abs(micro_raw - reference_raw).max() <= 8
   assert np.mean(micro_raw == reference_raw) >= 0.95

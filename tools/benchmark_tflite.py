@@ -109,10 +109,8 @@ def main():
   from tf_gtsrb.benchmark import runners
   runners.set_tf_threads(FLAGS.threads)  # Before TensorFlow runs anything.
   from tf_gtsrb.benchmark import run as bench
-  from tf_gtsrb.evaluation import corruptions
   # pylint: enable=g-import-not-at-top
-  corruptions.parse_kinds(FLAGS.corruption_kinds)  # Bad names fail before the benchmark.
-  corruptions.parse_severities(FLAGS.corruption_severities)
+  common.corruption_settings()  # Bad names fail before the benchmark.
   result = bench.run_benchmark(
       specs, FLAGS.data_dir, FLAGS.output_dir, split=FLAGS.split, limit=FLAGS.limit,
       threads=FLAGS.threads, latency_rounds=FLAGS.latency_rounds, warmup=FLAGS.warmup,

@@ -241,15 +241,21 @@ def define_corruption_flags():
                        "(count; default or 0: the whole split).")
 
 
+def corruption_settings():
+  """(kinds, severities) the --corruption_* flags name; ConfigError for an unknown one.
+  Tools call it before any work, so that a typo fails at once."""
+  from tf_gtsrb.evaluation import corruptions  # pylint: disable=g-import-not-at-top
+  return (corruptions.parse_kinds(FLAGS.corruption_kinds),
+          corruptions.parse_severities(FLAGS.corruption_severities))
+
+
 def corruption_suite(specs, data_dir, output_dir, split):
   """Runs the corruption suite the --corruption_* flags ask for on `specs` ({name: path}),
   prints the comparison table; returns {name: result}."""
-  from tf_gtsrb.evaluation import corruptions  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.evaluation import robustness  # pylint: disable=g-import-not-at-top
+  kinds, severities = corruption_settings()
   scores = robustness.evaluate_model_files(
-      specs, data_dir, output_dir, split=split,
-      kinds=corruptions.parse_kinds(FLAGS.corruption_kinds),
-      severities=corruptions.parse_severities(FLAGS.corruption_severities),
+      specs, data_dir, output_dir, split=split, kinds=kinds, severities=severities,
       subset=FLAGS.corruption_subset or None, log=print)
   print(robustness.comparison_table(scores))
   print(f"wrote {output_dir}/robustness.json and corruptions/<model>/corruptions.json, .md, .png")

@@ -39,9 +39,7 @@ def main():
   from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.models import io as model_io  # pylint: disable=g-import-not-at-top
 
-  from tf_gtsrb.evaluation import corruptions  # pylint: disable=g-import-not-at-top
-  corruptions.parse_kinds(FLAGS.corruption_kinds)  # Bad names fail before any work.
-  corruptions.parse_severities(FLAGS.corruption_severities)
+  common.corruption_settings()  # Bad names fail before any work.
   input_pipeline.find_dataset_dir(data_dir)  # A prepared dataset, before loading the model.
   model = model_io.load_model(model_path)
   result = evaluate.evaluate_keras_model(model, data_dir, FLAGS.split, FLAGS.batch_size,

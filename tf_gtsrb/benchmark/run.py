@@ -18,6 +18,7 @@ from tf_gtsrb.benchmark import runtimes as runtimes_lib
 from tf_gtsrb.benchmark import vela
 from tf_gtsrb.data import archives
 from tf_gtsrb.data import input_pipeline
+from tf_gtsrb.data import prepare
 from tf_gtsrb.export import flatbuffer
 from tf_gtsrb.data.class_names import CLASS_NAMES
 from tf_gtsrb.evaluation import plots
@@ -67,7 +68,7 @@ def run_benchmark(specs, data_dir, output_dir, split="test", limit=None, threads
     result["npu"] = _npu_estimates(specs, output_dir, npu, log)
   result["machine"] = {"cpu": cpu_name(), "threads": threads, "platform": platform.platform()}
   result["data"] = {"data_dir": os.path.abspath(data_dir), "split": split,
-                    "num_images": int(len(images)), "source": _data_source(data_dir)}
+                    "num_images": int(len(images)), "source": prepare.recorded_source(input_pipeline.find_dataset_dir(data_dir))}
   for entry in result["models"].values():  # What was measured, by content.
     entry["sha256"] = archives.sha256sum(entry["path"]) if entry.get("path") else None
   check_lines = []
@@ -100,16 +101,8 @@ def run_benchmark(specs, data_dir, output_dir, split="test", limit=None, threads
   return result
 
 
-def _data_source(data_dir):
-  """What the prepared dataset records of its source (`prepare.SOURCE_FILE`), or None."""
-  path = os.path.join(input_pipeline.find_dataset_dir(data_dir), "source.json")
-  return io_utils.read_json(path) if os.path.exists(path) else None
-
-
 def _npu_estimates(specs, output_dir, accelerators, log):
   """{model name: vela.benchmark(...)} for every int8-input .tflite of `specs`."""
-  vela.check_available()
-  accelerators = vela.check_accelerators(accelerators)
   estimates = {}
   for name, path in specs.items():
     if not str(path).endswith(".tflite"):

@@ -50,21 +50,19 @@ def score_runtimes(models, images, labels, runtimes, log=print):
     for runtime in results:
       start = time.perf_counter()
       try:
-        raws[runtime] = raw = _RUNNERS[runtime](litert, prepared, images)
+        raw, extra = _RUNNERS[runtime](litert, prepared, images)
       except _Unsupported as e:
         results[runtime][model_name] = {"skipped": str(e)}
         log(f"{runtime} {model_name}: skipped ({e})")
         continue
       seconds = time.perf_counter() - start
-      scores = _scores(raw, litert_raw, labels)
-      scores["ms_per_image"] = round(1000 * seconds / len(images), 3)
-      if runtime == "tflite_micro":  # What a microcontroller build needs, and its reference.
-        from tf_gtsrb.export import micro  # pylint: disable=g-import-not-at-top
-        scores["arena_bytes"] = micro.measure_arena_bytes(litert.content, litert.source)
-        reference = raws.get("litert_reference_kernels")
-        if reference is None:
-          reference = _reference_kernels(litert, prepared, images)
-        versus = _scores(raw, reference, labels)
+      raws[runtime] = raw
+      scores = {**_scores(raw, litert_raw, labels), **extra,
+                "ms_per_image": round(1000 * seconds / len(images), 3)}
+      if runtime == "tflite_micro":  # TFLite Micro runs the reference kernels: compare.
+        if "litert_reference_kernels" not in raws:
+          raws["litert_reference_kernels"] = _reference_kernels(litert, prepared, images)[0]
+        versus = _scores(raw, raws["litert_reference_kernels"], labels)
         scores["same_class_as_reference_kernels"] = versus["same_class_as_litert"]
         scores["identical_to_reference_kernels"] = versus["identical_outputs"]
       results[runtime][model_name] = scores
@@ -108,10 +106,13 @@ def _scores(raw, litert_raw, labels):
   return scores
 
 
+# Each runner returns (raw outputs [N, classes] or class ids [N], extra scores).
+
+
 def _reference_kernels(litert, prepared, images):
   del images
   runner = runners.TFLiteRunner(litert.content, name=litert.source, reference_kernels=True)
-  return np.concatenate([runner.run(prepared[i:i + 1]) for i in range(len(prepared))])
+  return np.concatenate([runner.run(prepared[i:i + 1]) for i in range(len(prepared))]), {}
 
 
 def _tflite_micro(litert, prepared, images):
@@ -124,7 +125,7 @@ def _tflite_micro(litert, prepared, images):
     interpreter.set_input(prepared[i:i + 1], 0)
     interpreter.invoke()
     outputs.append(interpreter.get_output(0).copy())
-  return np.concatenate(outputs)
+  return np.concatenate(outputs), {"arena_bytes": arena}
 
 
 def _mediapipe(litert, prepared, images):
@@ -152,7 +153,7 @@ def _mediapipe(litert, prepared, images):
     return np.array([
         classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB,
                                      data=np.ascontiguousarray(image)))
-        .classifications[0].categories[0].index for image in images])
+        .classifications[0].categories[0].index for image in images]), {}
 
 
 _RUNNERS = {"litert_reference_kernels": _reference_kernels, "tflite_micro": _tflite_micro,

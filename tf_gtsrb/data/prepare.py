@@ -69,7 +69,7 @@ def prepare_dataset(output_dir, source="official", source_dir=None, download_dir
     builder = _builder(config, output_dir, max_skipped_fraction)
     dataset_dir = str(builder.data_dir)
     replaced = None
-    built = _recorded_source(dataset_dir) if os.path.isdir(dataset_dir) else None
+    built = recorded_source(dataset_dir) if os.path.isdir(dataset_dir) else None
     if built is not None and (built.get("source"), built.get("fingerprint")) != (
         source, wanted["fingerprint"]):
       if not rebuild:
@@ -109,7 +109,7 @@ def prepare_dataset(output_dir, source="official", source_dir=None, download_dir
   }
 
 
-def _recorded_source(dataset_dir):
+def recorded_source(dataset_dir):
   """What SOURCE_FILE in `dataset_dir` records; {} when absent or unreadable."""
   try:
     record = io_utils.read_json(os.path.join(dataset_dir, SOURCE_FILE))

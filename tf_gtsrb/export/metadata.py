@@ -76,7 +76,7 @@ def add_metadata(tflite_bytes, info, class_names=CLASS_NAMES, source="<tflite by
   if not scores.shape or scores.shape[-1] != len(class_names):
     raise errors.ModelError(f"{source}: output shape {scores.shape} does not end in "
                             f"{len(class_names)} classes")
-  model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytes(tflite_bytes), 0))
+  model = unpack(tflite_bytes)
   label_file = labels_lib.LABELS_FILE
   metadata_buffer = _metadata_buffer(info, image.dtype, scores.dtype, label_file)
   _set_metadata_entry(model, metadata_buffer)
@@ -191,6 +191,11 @@ class _AlignedBufferT(schema.BufferT):
     schema.BufferAddOffset(builder, self.offset)
     schema.BufferAddSize(builder, self.size)
     return schema.BufferEnd(builder)
+
+
+def unpack(tflite_bytes):
+  """.tflite bytes as a schema ModelT (the object API `pack` writes back)."""
+  return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytes(tflite_bytes), 0))
 
 
 def pack(model):

@@ -170,6 +170,9 @@ def report_metrics(report):
   return metrics
 
 
+TEST_IMAGES = 12630  # The official GTSRB test set.
+
+
 def benchmark_metrics(benchmark, models_dir):
   """Test accuracies a `gtsrb-benchmark-tflite` run measured for files of `models_dir`.
 
@@ -196,9 +199,6 @@ def benchmark_metrics(benchmark, models_dir):
         accuracy[runtime] = scores["accuracy"]
     metrics[file_name] = {"test_accuracy": accuracy}
   return metrics
-
-
-TEST_IMAGES = 12630  # The official GTSRB test set.
 
 
 def count_correct(model, images, labels):

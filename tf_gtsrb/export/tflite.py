@@ -100,7 +100,7 @@ def with_uint8_io(int8_bytes, source="<tflite bytes>"):
   if len(ends) != 2 or {t.dtype for t in ends} != {"int8"}:
     raise errors.ModelError(f"{source}: needs one int8 input and one int8 output to get a uint8 "
                             f"interface, got {', '.join(t.dtype for t in ends)}")
-  model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytes(int8_bytes), 0))
+  model = metadata.unpack(int8_bytes)
   model.metadata, model.signatureDefs = None, None
   codes = [c.builtinCode for c in model.operatorCodes]
   if schema.BuiltinOperator.QUANTIZE not in codes:
