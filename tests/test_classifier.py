@@ -217,14 +217,19 @@ def _readme_blocks(kind):
   return re.findall(rf"<!-- test: {kind} -->\s*```\w*\n(.*?)```", text, re.S)
 
 
-def test_readme_python_snippets_run_as_written():
-  blocks = _readme_blocks("python")
-  assert blocks
-  for block in blocks:
-    done = subprocess.run([sys.executable, "-c", block], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    assert "14 Stop" in done.stdout
+def test_readme_has_python_snippets():
+  assert len(_readme_blocks("python")) >= 2
+
+
+@pytest.mark.parametrize("block", _readme_blocks("python"),
+                         ids=lambda block: block.split("\n", 1)[0])
+def test_readme_python_snippets_run_as_written(block):
+  if "import mediapipe" in block:  # Installed apart (README), as CI does: runs there.
+    pytest.importorskip("mediapipe")
+  done = subprocess.run([sys.executable, "-c", block], cwd=ROOT, capture_output=True,
+                        text=True, timeout=120, check=False)
+  assert done.returncode == 0, done.stderr
+  assert "14 Stop" in done.stdout
 
 
 @pytest.mark.slow
