@@ -62,16 +62,6 @@ def test_more_clusters_than_weights_is_config_error():
     clustering.cluster_weights(tiny, number_of_clusters=16)
 
 
-def _int8_kernels(tflite_bytes):
-  """{op index: int8 weights} of every CONV_2D / FULLY_CONNECTED of a converted model."""
-  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
-  from tf_gtsrb.export import flatbuffer  # pylint: disable=g-import-not-at-top
-  graph = flatbuffer.parse(tflite_bytes)
-  interpreter = Interpreter(model_content=tflite_bytes)
-  return {i: interpreter.get_tensor(op.inputs[1]) for i, op in enumerate(graph.operators)
-          if op.name in ("CONV_2D", "FULLY_CONNECTED")}
-
-
 def test_zeros_and_clusters_survive_preserving_qat_and_int8_conversion(cnn16, batches16):
   """What the NPU's weight encoding feeds on is still in the .tflite: per kernel, the zeros
   of the sparse model and at most N non-zero values."""
@@ -84,13 +74,13 @@ def test_zeros_and_clusters_survive_preserving_qat_and_int8_conversion(cnn16, ba
   qat = quantization.qat_fine_tune(clustered, batches16.take(2), batches16.take(1), epochs=1,
                                    preserve_sparsity=True, preserve_clusters=True, verbose=0)
   images = (np.random.default_rng(0).random((32, SIZE, SIZE, 3)) * 255).astype(np.uint8)
-  kernels = _int8_kernels(tflite.convert(qat, "int8", images))
+  kernels = synthetic.int8_kernels(tflite.convert(qat, "int8", images))
   assert len(kernels) == len(KERNEL_LAYERS)
   for index, kernel in kernels.items():
     assert kernel.dtype == np.int8
     assert np.mean(kernel == 0) >= 0.45, index  # Half the float weights were zero.
     for channel in kernel.reshape(kernel.shape[0], -1):  # Per-channel scales: per channel.
       assert np.unique(channel[channel != 0]).size <= 8, index
-  dense = _int8_kernels(tflite.convert(cnn16, "int8", images))
+  dense = synthetic.int8_kernels(tflite.convert(cnn16, "int8", images))
   assert all(np.mean(k == 0) < 0.2 for k in dense.values())  # The checks can fail:
   assert any(np.unique(k[0]).size > 8 for k in dense.values())

@@ -25,6 +25,12 @@ from tf_gtsrb.export import tflite
 from tf_gtsrb.models import io as model_io
 
 STEPS = pipeline.STEPS
+
+
+def _through(step):
+  """The steps up to and including `step`."""
+  return STEPS[:STEPS.index(step) + 1]
+
 SETTINGS = dict(epochs=1, steps_per_epoch=3, batch_size=32, prune_epochs=1, qat_epochs=1,
                 latency_rounds=5, num_calibration_images=64,
                 max_macs_percent=15)  # Tighter than the parameter budget, so that it binds.
@@ -187,10 +193,10 @@ def test_changed_setting_reruns_that_step_and_later_ones(finished, tmp_path):
   before = _marker_mtimes(work_dir)
   results, lines = _run(_config(work_dir, latency_rounds=6))
   status = _status(lines)
-  assert status == {**{step: "skipped" for step in STEPS[:6]},
+  assert status == {**{step: "skipped" for step in _through("convert")},
                     "benchmark": "ran", "report": "ran"}
   after = _marker_mtimes(work_dir)
-  assert all(after[step] == before[step] for step in STEPS[:6])
+  assert all(after[step] == before[step] for step in _through("convert"))
   benchmark = io_utils.read_json(results["benchmark"]["benchmark"])
   assert results["benchmark"]["benchmark"].startswith(str(work_dir))
   assert all(m["latency"]["rounds"] == 6 for m in benchmark["models"].values())
@@ -268,8 +274,8 @@ def test_distill_qat_fine_tunes_the_quantization_aware_model_against_the_teacher
       monkeypatch)
   # The teachers are a setting of the prune step (their fingerprint does not depend on which
   # fine-tune uses them), so pruning runs again too: more than needed, never stale.
-  assert _status(lines) == {**{step: "skipped" for step in STEPS[:3]}, "prune": "ran",
-                            "qat": "ran"}
+  assert _status(lines) == {**{step: "skipped" for step in _through("analyze")}, "prune": "ran",
+                            "sparsify": "ran", "qat": "ran"}
   assert teacher.count_params() == 2 * model_io.load_model(baseline).count_params()
 
 
@@ -351,7 +357,7 @@ def test_pruned_model_weight_averaging_saves_the_average_taught_like_the_fine_tu
   monkeypatch.setattr(swa, "average_weights", recording)
   results, lines = _run(_config(work_dir, distill_pruning=True, distill_mixup=0.4,
                                 prune_swa_epochs=1))
-  assert _status(lines) == {**{step: "skipped" for step in STEPS[:3]},
+  assert _status(lines) == {**{step: "skipped" for step in _through("analyze")},
                             **{step: "ran" for step in STEPS[3:]}}
   (model, kwargs), = averaged
   assert kwargs["teacher"] is not None and kwargs["distill_mixup"] == 0.4
@@ -400,7 +406,7 @@ def test_fine_tune_on_validation_trains_the_compressed_models_on_both_splits(
   monkeypatch.setattr(input_pipeline, "train_dataset", recording_dataset)
   monkeypatch.setattr(compile_lib, "fine_tune", recording_fine_tune)
   results, lines = _run(_config(work_dir, fine_tune_on_validation=True))
-  assert _status(lines) == {**{step: "skipped" for step in STEPS[:3]},
+  assert _status(lines) == {**{step: "skipped" for step in _through("analyze")},
                             **{step: "ran" for step in STEPS[3:]}}
   assert splits == ["train+validation"] * 2  # Pruning fine-tune, then QAT.
   assert validations and all(v is None for v in validations)
@@ -477,7 +483,7 @@ def test_forced_step_reruns_the_steps_after_it(finished, tmp_path, monkeypatch):
                       lambda self, results: calls.append(1) or outputs)
   _, lines = _run(_config(work_dir), force=["benchmark"])
   assert calls == [1]
-  assert _status(lines) == {**{step: "skipped" for step in STEPS[:6]},
+  assert _status(lines) == {**{step: "skipped" for step in _through("convert")},
                             "benchmark": "ran", "report": "ran"}
 
 
@@ -499,9 +505,9 @@ def test_failed_step_leaves_no_marker_and_runs_again(finished, tmp_path, monkeyp
   assert os.path.exists(_marker(work_dir, "qat"))
 
   results, lines = _run(_config(work_dir, num_calibration_images=32), only="convert")
-  assert _status(lines) == {**{step: "skipped" for step in STEPS[:5]}, "convert": "ran"}
+  assert _status(lines) == {**{step: "skipped" for step in _through("qat")}, "convert": "ran"}
   assert os.path.exists(_marker(work_dir, "convert"))
-  assert set(results) == set(STEPS[:6])
+  assert set(results) == set(_through("convert"))
   assert results["convert"]["conversion"]["num_calibration_images"] == 32
   with open(partial, "rb") as f:
     tflite.check_fully_int8(f.read())
@@ -580,6 +586,47 @@ def test_corruption_subset_adds_robustness_to_the_benchmark_and_the_reports(fini
   assert "robustness" not in results["benchmark"]
   assert not os.path.exists(os.path.join(work_dir, "benchmark", "robustness.json"))
   assert "## Robustness" not in open(results["report"]["report_md"]).read()
+
+
+def test_sparsify_step_zeros_and_clusters_reach_the_int8_flatbuffer(finished, tmp_path):
+  """Magnitude pruning and clustering in the main job: the shipped INT8 kernels hold the
+  zeros and at most `clusters` non-zero values per channel; off again, the step passes the
+  channel-pruned model through and nothing sparse is left behind."""
+  import synthetic  # pylint: disable=g-import-not-at-top
+  work_dir = _copy(finished, tmp_path)
+  results, lines = _run(_config(work_dir, sparsity=0.5, clusters=4, sparsify_epochs=1,
+                                distill_pruning=True))
+  # distill_pruning is a setting of the prune step: it runs again too.
+  assert _status(lines) == {**{step: "skipped" for step in _through("analyze")},
+                            **{step: "ran" for step in STEPS[STEPS.index("prune"):]}}
+  record = io_utils.read_json(os.path.join(work_dir, "sparsify", "sparsify.json"))
+  assert record["kernel_sparsity"] >= 0.45
+  assert max(record["unique_weights"].values()) <= 4 + 1  # The clusters and the zero.
+  with open(results["convert"]["int8"], "rb") as f:
+    kernels = synthetic.int8_kernels(f.read())
+  for index, kernel in kernels.items():
+    assert np.mean(kernel == 0) >= 0.45, index
+    for channel in kernel.reshape(kernel.shape[0], -1):
+      assert np.unique(channel[channel != 0]).size <= 4, index
+  assert "Magnitude pruning to 50% sparsity, clustered to 4 values" in open(
+      results["report"]["report_md"]).read()
+
+  results, lines = _run(_config(work_dir))
+  assert results["sparsify"]["model"] == results["prune"]["model"]
+  with open(results["convert"]["int8"], "rb") as f:
+    assert all(np.mean(k == 0) < 0.2 for k in synthetic.int8_kernels(f.read()).values())
+  assert "Magnitude pruning" not in open(results["report"]["report_md"]).read()
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(sparsity=1.0), "^sparsity must be a fraction in \\[0, 1\\)"),
+    (dict(clusters=1), "^clusters must be an integer in \\[2, 256\\]"),
+    (dict(sparsify_epochs=0), "sparsify_epochs must be >= 1"),
+])
+def test_bad_sparsify_settings_are_refused_before_any_step(tmp_path, changes, message):
+  with pytest.raises(errors.ConfigError, match=message):
+    _run(_config(tmp_path / "work", **changes))
+  assert not os.path.exists(tmp_path / "work")
 
 
 def test_killed_run_resumes_when_started_again(tmp_path, capfd):

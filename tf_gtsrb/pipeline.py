@@ -1,4 +1,5 @@
-"""The end-to-end job: prepare -> train -> analyse -> prune -> QAT -> convert -> benchmark -> report.
+"""The end-to-end job: prepare -> train -> analyse -> prune -> sparsify -> QAT -> convert ->
+benchmark -> report.
 
 Each step writes into its own directory under `work_dir` and, last of all, a
 `.done.json` marker holding a fingerprint of its settings and of the markers of
@@ -25,13 +26,15 @@ from tf_gtsrb import errors
 from tf_gtsrb import io_utils
 from tf_gtsrb.data import sources
 
-STEPS = ("prepare", "train", "analyze", "prune", "qat", "convert", "benchmark", "report")
+STEPS = ("prepare", "train", "analyze", "prune", "sparsify", "qat", "convert", "benchmark",
+         "report")
 PRUNE_CRITERIA = ("l1", "bn_gamma")
 _DEFAULT_VAL_FRACTION = 0.15
 _TRAIN_STARTED = ".started.json"  # Fingerprint of the training run in progress in train/.
 # The steps whose outputs each step reads (its fingerprint holds theirs).
 UPSTREAM = {"prepare": (), "train": ("prepare",), "analyze": ("prepare", "train"),
-            "prune": ("analyze",), "qat": ("prune",), "convert": ("train", "qat"),
+            "prune": ("analyze",), "sparsify": ("prune",), "qat": ("sparsify",),
+            "convert": ("train", "qat"),
             "benchmark": ("convert",), "report": ("benchmark",)}
 
 
@@ -135,6 +138,19 @@ class PipelineConfig:
       False, "prune", "The pruning and QAT fine-tunes also train on the validation split's "
       "images (a final fit, once the settings were chosen on validation); their validation "
       "accuracies are then not reported.")
+  sparsity: float = _setting(
+      0.0, "sparsify", "Kernel sparsity that tfmot magnitude pruning (prune_low_magnitude) "
+      "gives the channel-pruned model while it fine-tunes, before QAT, which keeps the zeros "
+      "(fraction in [0, 1); 0: off). Zeros shrink Vela-encoded weights (NPU flash) and the "
+      "gzip size, not CPU latency or memory (docs/npu.md).")
+  clusters: int = _setting(
+      0, "sparsify", "Weight clustering (tfmot) of every kernel to this many values after the "
+      "magnitude pruning, kept by cluster-preserving QAT (count; 0: off).")
+  sparsify_epochs: int = _setting(
+      2, "sparsify", "Fine-tuning epochs of the magnitude pruning, and of the clustering.")
+  sparsify_learning_rate: float = _setting(
+      2e-4, "sparsify", "Peak (cosine-decayed) learning rate of the magnitude pruning's "
+      "fine-tune; the clustering's is a tenth of it.")
   qat_epochs: int = _setting(3, "qat", "Quantization-aware training epochs.")
   qat_learning_rate: float = _setting(1e-4, "qat", "QAT learning rate.")
   distill_qat: bool = _setting(
@@ -171,7 +187,8 @@ class PipelineConfig:
     if self.source not in sources.SOURCES:
       raise errors.ConfigError(
           f"unknown source {self.source!r}; choose one of {', '.join(sources.SOURCES)}")
-    for name in ("image_size", "epochs", "batch_size", "prune_epochs", "qat_epochs",
+    for name in ("image_size", "epochs", "batch_size", "prune_epochs", "sparsify_epochs",
+                 "qat_epochs",
                  "num_calibration_images", "threads", "latency_rounds"):
       if getattr(self, name) < 1:
         raise errors.ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -180,7 +197,7 @@ class PipelineConfig:
       if getattr(self, name) < 0:
         raise errors.ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
     for name in ("learning_rate", "swa_learning_rate", "prune_learning_rate",
-                 "prune_swa_learning_rate", "qat_learning_rate"):
+                 "prune_swa_learning_rate", "sparsify_learning_rate", "qat_learning_rate"):
       if getattr(self, name) <= 0:
         raise errors.ConfigError(f"{name} must be positive, got {getattr(self, name)}")
     if not 0.0 <= self.max_macs_percent <= 100.0:
@@ -197,6 +214,12 @@ class PipelineConfig:
       raise errors.ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
     if self.prune_dropout is not None and not 0.0 <= self.prune_dropout < 1.0:
       raise errors.ConfigError(f"prune_dropout must be in [0, 1), got {self.prune_dropout}")
+    if self.sparsity:
+      from tf_gtsrb.compression import magnitude_pruning  # pylint: disable=g-import-not-at-top
+      magnitude_pruning.check_target_sparsity(self.sparsity, "sparsity")
+    if self.clusters:
+      from tf_gtsrb.compression import clustering  # pylint: disable=g-import-not-at-top
+      clustering.check_clusters(self.clusters, "clusters")
     if self.npu:
       from tf_gtsrb.benchmark import vela  # pylint: disable=g-import-not-at-top
       vela.check_accelerators(self.npu.split(","))
@@ -490,6 +513,50 @@ class Pipeline:
     return {"model": path, "channels": record.get("channels_after"),
             "val_accuracy": record["val_accuracy"]}
 
+  def _sparsify(self, results):
+    """tfmot magnitude pruning, then clustering, of the channel-pruned model; with both
+    off, the pruned model passes through unchanged."""
+    c = self.config
+    if not (c.sparsity or c.clusters):
+      return {"model": results["prune"]["model"], "val_accuracy": results["prune"]["val_accuracy"]}
+    # pylint: disable=g-import-not-at-top
+    from tf_gtsrb.compression import clustering
+    from tf_gtsrb.compression import magnitude_pruning
+    from tf_gtsrb.models import io as model_io
+    from tf_gtsrb.training import compile as compile_lib
+    model = model_io.load_model(results["prune"]["model"])
+    train_ds, val_ds, steps = self._datasets(results)
+    distillation = {"label_smoothing": c.label_smoothing}
+    if c.distill_pruning:
+      distillation.update(teacher=self._pruned_model_teacher(
+          model_io.load_model(results["train"]["model"])), distill_mixup=c.distill_mixup)
+    record = {"sparsity": c.sparsity, "clusters": c.clusters or None}
+    history = None
+    if c.sparsity:
+      model = magnitude_pruning.prune_and_fine_tune(
+          model, train_ds, val_ds, c.sparsity, c.sparsify_epochs,
+          learning_rate=compile_lib.cosine_decay(c.sparsify_learning_rate,
+                                                 c.sparsify_epochs * steps),
+          steps_per_epoch=steps, log_dir=os.path.join(self.dirs["sparsify"], "logs", "prune"),
+          **distillation)
+      history = model.history
+    if c.clusters:
+      model = clustering.cluster_and_fine_tune(
+          model, train_ds, val_ds, c.clusters, c.sparsify_epochs,
+          learning_rate=c.sparsify_learning_rate / 10, preserve_sparsity=bool(c.sparsity),
+          steps_per_epoch=steps, callbacks=self._training_logs("sparsify", "cluster"),
+          **distillation)
+      history = model.history
+      record["unique_weights"] = clustering.unique_weight_counts(model)
+    record["kernel_sparsity"] = magnitude_pruning.sparsity_report(model)["sparsity"]
+    record["val_accuracy"] = _last(history.history)
+    path = os.path.join(self.dirs["sparsify"], "sparse.keras")
+    model_io.save_model(model, path)
+    io_utils.write_json(os.path.join(self.dirs["sparsify"], "sparsify.json"), record)
+    _write_history(self.dirs["sparsify"], history)
+    return {"model": path, "val_accuracy": record["val_accuracy"],
+            "kernel_sparsity": record["kernel_sparsity"]}
+
   def _pruned_model_teacher(self, baseline):
     """The baseline, averaged with pruning_teachers when given (`ensemble.average`)."""
     from tf_gtsrb.models import ensemble  # pylint: disable=g-import-not-at-top
@@ -503,7 +570,7 @@ class Pipeline:
     from tf_gtsrb.models import io as model_io
     from tf_gtsrb.training import compile as compile_lib
     c = self.config
-    model = model_io.load_model(results["prune"]["model"])
+    model = model_io.load_model(results["sparsify"]["model"])
     train_ds, val_ds, steps = self._datasets(results)
     teacher = None
     if c.distill_qat:
@@ -511,6 +578,8 @@ class Pipeline:
     qat_model = quantization.qat_fine_tune(model, train_ds, val_ds, c.qat_epochs,
                                            learning_rate=compile_lib.cosine_decay(
                                                c.qat_learning_rate, c.qat_epochs * steps),
+                                           preserve_sparsity=bool(c.sparsity),
+                                           preserve_clusters=bool(c.clusters),
                                            steps_per_epoch=steps,
                                            callbacks=self._training_logs("qat"),
                                            label_smoothing=c.label_smoothing, teacher=teacher,

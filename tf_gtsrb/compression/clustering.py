@@ -26,11 +26,13 @@ clustering = tfmot.clustering.keras
 MAX_CLUSTERS = 256
 
 
-def _check_clusters(number_of_clusters):
+def check_clusters(number_of_clusters, name="number_of_clusters"):
+  """Returns `number_of_clusters` as an int; ConfigError (naming the setting `name`)
+  unless it is in [2, MAX_CLUSTERS]."""
   if isinstance(number_of_clusters, bool) or not isinstance(number_of_clusters, (int, np.integer)) \
       or not 2 <= number_of_clusters <= MAX_CLUSTERS:
     raise errors.ConfigError(
-        f"number_of_clusters must be an integer in [2, {MAX_CLUSTERS}], got "
+        f"{name} must be an integer in [2, {MAX_CLUSTERS}], got "
         f"{number_of_clusters!r}")
   return int(number_of_clusters)
 
@@ -40,7 +42,7 @@ def cluster_weights(model, number_of_clusters=16, preserve_sparsity=False):
 
   Centroids start from k-means++; fine-tune the result, then `strip` it.
   """
-  number_of_clusters = _check_clusters(number_of_clusters)
+  number_of_clusters = check_clusters(number_of_clusters)
   magnitude_pruning.check_float_model(model, "cluster")
   too_small = [layer.name for layer in magnitude_pruning.kernel_layers(model)
                if magnitude_pruning.kernel_variable(layer).shape.num_elements()
@@ -70,11 +72,12 @@ def unique_weight_counts(model):
 
 def cluster_and_fine_tune(model, train_ds, val_ds, number_of_clusters=16, epochs=1,
                           learning_rate=1e-5, preserve_sparsity=None, steps_per_epoch=None,
-                          verbose=2):
+                          verbose=2, **fine_tune_kwargs):
   """Clusters float `model`'s kernels, fine-tunes the centroids; returns the stripped model.
 
   `preserve_sparsity=None` keeps zeros when the model is at least
-  magnitude_pruning.SPARSE_THRESHOLD sparse.
+  magnitude_pruning.SPARSE_THRESHOLD sparse. `fine_tune_kwargs` go to
+  `compile.fine_tune` (e.g. teacher, distill_mixup, label_smoothing).
   """
   epochs = magnitude_pruning.check_positive_int(epochs, "epochs")
   if steps_per_epoch is None:
@@ -82,6 +85,9 @@ def cluster_and_fine_tune(model, train_ds, val_ds, number_of_clusters=16, epochs
   if preserve_sparsity is None:
     preserve_sparsity = magnitude_pruning.is_sparse(model)
   clustered = cluster_weights(model, number_of_clusters, preserve_sparsity)
-  compile_lib.fine_tune(clustered, train_ds, val_ds, epochs, learning_rate,
-                        steps_per_epoch=steps_per_epoch, verbose=verbose)
-  return strip(clustered)
+  history = compile_lib.fine_tune(clustered, train_ds, val_ds, epochs, learning_rate,
+                                  steps_per_epoch=steps_per_epoch, verbose=verbose,
+                                  **fine_tune_kwargs)
+  stripped = strip(clustered)
+  stripped.history = history
+  return stripped

@@ -36,13 +36,13 @@ MIN_MASK_UPDATES = 10
 SPARSE_THRESHOLD = 0.3
 
 
-def check_target_sparsity(target_sparsity):
-  """Raises ConfigError unless 0 <= target_sparsity < 1."""
+def check_target_sparsity(target_sparsity, name="target_sparsity"):
+  """Raises ConfigError (naming the setting `name`) unless 0 <= target_sparsity < 1."""
   if isinstance(target_sparsity, bool) \
       or not isinstance(target_sparsity, (int, float, np.integer, np.floating)) \
       or not 0.0 <= target_sparsity < 1.0:
     raise errors.ConfigError(
-        f"target_sparsity must be a fraction in [0, 1) (0.8 = 80% zeros), got "
+        f"{name} must be a fraction in [0, 1) (0.8 = 80% zeros), got "
         f"{target_sparsity!r}")
   return float(target_sparsity)
 
@@ -218,13 +218,15 @@ def schedule_steps(total_steps, frequency=100):
 
 
 def prune_and_fine_tune(model, train_ds, val_ds, target_sparsity, epochs, learning_rate=1e-4,
-                        steps_per_epoch=None, frequency=100, log_dir=None, verbose=2):
+                        steps_per_epoch=None, frequency=100, log_dir=None, verbose=2,
+                        **fine_tune_kwargs):
   """Prunes `model`'s Conv2D/Dense kernels to `target_sparsity` while fine-tuning.
 
   Runs `epochs` epochs of `steps_per_epoch` steps (default: the dataset's
   length); sparsity rises from 0 to the target over the first
-  PRUNING_FRACTION of the steps. Returns the stripped (plain Keras) model; the
-  input model is not changed.
+  PRUNING_FRACTION of the steps. `fine_tune_kwargs` go to `compile.fine_tune`
+  (e.g. teacher, distill_mixup, label_smoothing). Returns the stripped (plain
+  Keras) model; the input model is not changed.
   """
   target_sparsity = check_target_sparsity(target_sparsity)
   epochs = check_positive_int(epochs, "epochs")
@@ -233,7 +235,10 @@ def prune_and_fine_tune(model, train_ds, val_ds, target_sparsity, epochs, learni
   end_step, frequency = schedule_steps(steps * epochs, frequency)
   pruned = apply_magnitude_pruning(model, target_sparsity, end_step=end_step,
                                    frequency=frequency)
-  compile_lib.fine_tune(pruned, train_ds, val_ds, epochs, learning_rate,
-                        callbacks=pruning_callbacks(log_dir),
-                        steps_per_epoch=steps_per_epoch, verbose=verbose)
-  return strip(pruned)
+  history = compile_lib.fine_tune(pruned, train_ds, val_ds, epochs, learning_rate,
+                                  callbacks=pruning_callbacks(log_dir),
+                                  steps_per_epoch=steps_per_epoch, verbose=verbose,
+                                  **fine_tune_kwargs)
+  stripped = strip(pruned)
+  stripped.history = history
+  return stripped

@@ -80,6 +80,7 @@ def write_pipeline_report(results, config, output_dir):
       f"{prune['params_after']:,}, MACs {prune['macs_before']:,} -> {prune['macs_after']:,}; "
       f"validation accuracy {_percent(results['prune']['val_accuracy'], why_missing)}"
       + (" after weight averaging" if "swa" in prune else "") + ".  ",
+      *_sparsify_line(results.get("sparsify"), config, why_missing),
       "QAT validation accuracy (float simulation): "
       f"{_percent(results['qat']['val_accuracy'], why_missing)}"
       + _flatbuffer_validation(results["convert"].get("val_accuracy"), why_missing) + ".",
@@ -106,6 +107,16 @@ def write_pipeline_report(results, config, output_dir):
       files=[results["convert"][k] for k in ("int8", "ptq_int8", "baseline_float32")])
   return {"report_md": md_path, "report_json": json_path, "report_html": html_path,
           "targets_met": all(ok for _, _, ok in checks)}
+
+
+def _sparsify_line(sparsify, config, why_missing):
+  """The magnitude pruning / clustering step's sentence; none when it was off."""
+  if not sparsify or "kernel_sparsity" not in sparsify:
+    return []
+  return [f"Magnitude pruning to {100 * config.sparsity:.0f}% sparsity"
+          + (f", clustered to {config.clusters} values" if config.clusters else "")
+          + f": kernel sparsity {100 * sparsify['kernel_sparsity']:.1f}%, validation accuracy "
+          f"{_percent(sparsify['val_accuracy'], why_missing)}.  "]
 
 
 def _robustness_lines(robustness_path):
