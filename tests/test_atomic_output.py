@@ -140,6 +140,22 @@ def test_atomic_directory_success_replaces_old(tmp_path):
   assert _listing(tmp_path) == ["data"]
 
 
+def test_atomic_directory_carry_over_keeps_files_not_rewritten(tmp_path):
+  target = tmp_path / "data"
+  (target / "sub").mkdir(parents=True)
+  (target / "kept.txt").write_text("kept")
+  (target / "sub" / "kept.bin").write_bytes(b"\x00")
+  (target / "rewritten.txt").write_text("old")
+  with io_utils.atomic_directory(str(target), carry_over=True) as tmp:
+    with open(os.path.join(tmp, "rewritten.txt"), "w") as f:
+      f.write("new")
+    assert (target / "rewritten.txt").read_text() == "old"  # Untouched until the end.
+  assert (target / "kept.txt").read_text() == "kept"
+  assert (target / "sub" / "kept.bin").read_bytes() == b"\x00"
+  assert (target / "rewritten.txt").read_text() == "new"
+  assert _listing(tmp_path) == ["data"]
+
+
 def test_atomic_directory_keeps_old_on_failure(tmp_path):
   target = tmp_path / "data"
   target.mkdir()

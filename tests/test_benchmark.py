@@ -316,6 +316,53 @@ def test_benchmark_tool_end_to_end(tmp_path, model_files, tiny_data_dir):
   assert {f"confusion_matrix_{n}.png" for n in model_files} <= names
 
 
+def test_failed_benchmark_leaves_the_previous_set_intact(tmp_path, model_files, tiny_data_dir,
+                                                         monkeypatch):
+  """The files of a run commit as a set: a run failing after it wrote some of them leaves
+  every file of the previous run as it was, and no staging directory behind."""
+  from tf_gtsrb.benchmark import run as bench  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.evaluation import plots  # pylint: disable=g-import-not-at-top
+  out = str(tmp_path / "bench")
+  kwargs = dict(data_dir=tiny_data_dir, output_dir=out, limit=16, latency_rounds=2, warmup=0,
+                batch_size=16, measure_memory=False, log=lambda line: None)
+  bench.run_benchmark(model_files, **kwargs)
+  before = {name: (os.stat(os.path.join(out, name)).st_mtime_ns,
+                   open(os.path.join(out, name), "rb").read()) for name in os.listdir(out)}
+  assert {"benchmark.json", "benchmark.md", "predictions.npz"} <= set(before)
+  save_png = plots.save_confusion_matrix_png
+  calls = []
+
+  def failing_second_png(*args, **kwargs_):
+    calls.append(1)
+    if len(calls) == 2:
+      raise OSError(28, "No space left on device")
+    return save_png(*args, **kwargs_)
+
+  monkeypatch.setattr(plots, "save_confusion_matrix_png", failing_second_png)
+  with pytest.raises(errors.GtsrbError, match="No space left on device"):
+    bench.run_benchmark({"only": model_files["tflite_int8"], **model_files}, **kwargs)
+  after = {name: (os.stat(os.path.join(out, name)).st_mtime_ns,
+                  open(os.path.join(out, name), "rb").read()) for name in os.listdir(out)}
+  assert after == before
+  assert os.listdir(tmp_path) == ["bench"]
+
+
+def test_run_in_subprocess_streams_progress_and_returns_the_result(tmp_path, model_files,
+                                                                  tiny_data_dir):
+  from tf_gtsrb.benchmark import run as bench  # pylint: disable=g-import-not-at-top
+  lines = []
+  result = bench.run_in_subprocess(
+      log=lines.append, specs={"tflite_int8": model_files["tflite_int8"]},
+      data_dir=tiny_data_dir, output_dir=str(tmp_path / "bench"), limit=16, threads=1,
+      latency_rounds=2, warmup=0, measure_memory=False)
+  assert result["models"]["tflite_int8"]["metrics"]["num_examples"] == 16
+  assert any("threads: 1; 16 test images" in line for line in lines)
+  assert any(line.startswith("| ") for line in lines)  # The markdown report, as it comes.
+  with pytest.raises(errors.GtsrbError, match="benchmark failed"):
+    bench.run_in_subprocess(log=lines.append, specs={"x": str(tmp_path / "missing.tflite")},
+                            data_dir=tiny_data_dir, output_dir=str(tmp_path / "bench2"))
+
+
 def test_benchmark_tool_rejects_bad_flags(tmp_path):
   done = tool_runner.run_tool("benchmark_tflite", f"--models=a={tmp_path}/missing.tflite",
                               f"--data_dir={tmp_path}", f"--output_dir={tmp_path}/out",

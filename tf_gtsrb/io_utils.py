@@ -41,11 +41,13 @@ def atomic_write(path, mode="wb"):
 
 
 @contextlib.contextmanager
-def atomic_directory(path):
+def atomic_directory(path, carry_over=False):
   """Yields a temporary directory beside `path`; swaps it in for `path` on success.
 
   A previous `path` is replaced only after the new one is complete; on failure
-  the temporary directory is removed and the previous `path` stays intact.
+  the temporary directory is removed and the previous `path` stays intact. With
+  `carry_over`, the temporary directory starts as a copy of the previous `path`, so
+  that files the new set does not rewrite are kept.
   """
   parent = os.path.dirname(os.path.abspath(path))
   try:
@@ -54,6 +56,8 @@ def atomic_directory(path):
   except OSError as e:
     raise errors.GtsrbError(f"{path}: cannot write output: {e.strerror or e}") from e
   try:
+    if carry_over and os.path.isdir(path):
+      shutil.copytree(path, tmp, symlinks=True, dirs_exist_ok=True)
     yield tmp
     old = None
     if os.path.exists(path):

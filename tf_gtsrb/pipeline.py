@@ -16,9 +16,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from typing import Optional
 
@@ -633,9 +630,12 @@ class Pipeline:
             for name, path in paths.items()}
 
   def _benchmark(self, results):
-    """Runs gtsrb-benchmark-tflite in a subprocess: TensorFlow's thread count (for the
-    Keras models' latency) can only be set before TensorFlow starts."""
-    from tf_gtsrb.evaluation import pipeline_report  # pylint: disable=g-import-not-at-top
+    """Runs the benchmark in a fresh process (`run.run_in_subprocess`): TensorFlow's thread
+    count (for the Keras models' latency) can only be set before TensorFlow starts."""
+    # pylint: disable=g-import-not-at-top
+    from tf_gtsrb.benchmark import run as bench
+    from tf_gtsrb.evaluation import pipeline_report
+    # pylint: enable=g-import-not-at-top
     c = self.config
     specs = {
         pipeline_report.KERAS_NAME: results["train"]["model"],
@@ -645,28 +645,14 @@ class Pipeline:
         pipeline_report.QAT_NAME: results["qat"]["model"],
         pipeline_report.INT8_NAME: results["convert"]["int8"],
     }
-    command = [
-        sys.executable, "-m", "tf_gtsrb_tools.benchmark_tflite",
-        "--models=" + ",".join(f"{name}={path}" for name, path in specs.items()),
-        f"--data_dir={results['prepare']['dataset_dir']}", "--split=test",
-        f"--output_dir={self.dirs['benchmark']}", f"--threads={c.threads}",
-        f"--latency_rounds={c.latency_rounds}", f"--reference={pipeline_report.KERAS_NAME}",
-        f"--agreement={pipeline_report.INT8_NAME},{pipeline_report.QAT_NAME}"]
-    if c.npu:
-      command.append(f"--npu={c.npu}")
     json_path = os.path.join(self.dirs["benchmark"], "benchmark.json")
-    if os.path.exists(json_path):
-      os.remove(json_path)  # A failed run must not leave the last run's results looking new.
-    with tempfile.TemporaryFile("w+") as stderr:
-      with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True) as process:
-        for line in process.stdout:  # Progress as it comes.
-          self.log(line.rstrip("\n"))
-      stderr.seek(0)
-      if process.returncode not in (0, 1) or not os.path.exists(json_path):
-        raise errors.GtsrbError(f"benchmark failed (exit {process.returncode}):\n"
-                                f"{stderr.read()[-3000:]}")
-    outputs = {"benchmark": json_path,
-               "agreement": io_utils.read_json(json_path).get("agreement")}
+    benchmark = bench.run_in_subprocess(
+        log=self.log, specs=specs, data_dir=results["prepare"]["dataset_dir"], split="test",
+        output_dir=self.dirs["benchmark"], threads=c.threads, latency_rounds=c.latency_rounds,
+        reference=pipeline_report.KERAS_NAME,
+        agreement_pair=[pipeline_report.INT8_NAME, pipeline_report.QAT_NAME],
+        npu=c.npu.split(",") if c.npu else ())
+    outputs = {"benchmark": json_path, "agreement": benchmark.get("agreement")}
     robustness_path = os.path.join(self.dirs["benchmark"], "robustness.json")
     if os.path.exists(robustness_path):
       os.remove(robustness_path)

@@ -5,10 +5,20 @@ ratios against the reference model and the agreement check), a confusion
 matrix PNG per model and predictions.npz (every image's predicted class and
 confidence per model, `predictions.load_predictions`); optionally the scores
 under other runtimes (`runtimes`: TFLite Micro, reference kernels, MediaPipe).
+The files commit as a set: they are written into a staging copy of the output
+directory that replaces it only when complete, so a failed or killed run leaves
+the previous set intact.
+
+`python -m tf_gtsrb.benchmark.run KWARGS_JSON` runs `run_benchmark(**kwargs)` in
+a fresh process (`run_in_subprocess`).
 """
 
+import json
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 
 from tf_gtsrb import errors
 from tf_gtsrb import io_utils
@@ -57,52 +67,76 @@ def run_benchmark(specs, data_dir, output_dir, split="test", limit=None, threads
   machine = (f"CPU: {cpu_name()}; threads: {threads}; {len(images)} {split} images; "
              f"latency: batch 1, median of {latency_rounds} runs; throughput: batch {batch_size}")
   log(machine)
-  result = compare.benchmark_models(
-      specs, images, labels, threads=threads, latency_rounds=latency_rounds, warmup=warmup,
-      batch_size=batch_size, reference=reference, measure_memory=measure_memory, log=log)
-  predictions = result.pop("predictions")
-  confidences = result.pop("confidences")
-  if runtimes:
-    result["runtimes"] = runtimes_lib.score_runtimes(specs, images, labels, runtimes, log=log)
-  if npu:
-    result["npu"] = _npu_estimates(specs, output_dir, npu, log)
-  result["machine"] = {"cpu": cpu_name(), "threads": threads, "platform": platform.platform()}
-  result["data"] = {"data_dir": os.path.abspath(data_dir), "split": split,
-                    "num_images": int(len(images)), "source": prepare.recorded_source(input_pipeline.find_dataset_dir(data_dir))}
-  for entry in result["models"].values():  # What was measured, by content.
-    entry["sha256"] = archives.sha256sum(entry["path"]) if entry.get("path") else None
-  check_lines = []
-  if agreement_pair:
-    a, b = agreement_pair
-    value = compare.agreement(predictions[a], predictions[b])
-    passed = value >= min_agreement
-    result["agreement"] = {"models": [a, b], "agreement": value,
-                           "min_agreement": min_agreement, "passed": passed}
-    check_lines.append(
-        f"agreement {a} vs {b}: {100 * value:.2f}% of images get the same class "
-        f"({'PASS' if passed else 'FAIL'}: required >= {100 * min_agreement:.2f}%)")
-  for name, entry in result["models"].items():
-    path = os.path.join(output_dir, f"confusion_matrix_{_safe(name)}.png")
-    plots.save_confusion_matrix_png(entry["metrics"]["confusion_matrix"], path,
-                                    class_names=CLASS_NAMES, title=f"{name} ({split})")
-    entry["confusion_matrix_png"] = path
-  markdown = compare.markdown_report(result, title=f"GTSRB {split} benchmark",
-                                     header_lines=[machine] + check_lines)
-  if runtimes:
-    markdown += "\n## Runtimes (batch 1)\n\n" + runtimes_lib.markdown_table(result["runtimes"])
-  if npu:
-    markdown += "\n## Arm Ethos-U NPU (Vela estimates)\n\n" + "\n\n".join(
-        vela.markdown_table(r) for r in result["npu"].values()) + "\n"
-  predictions_lib.save_predictions(os.path.join(output_dir, predictions_lib.FILE_NAME),
-                                  labels, predictions, confidences)
-  io_utils.write_json(os.path.join(output_dir, "benchmark.json"), result)
-  io_utils.write_text(os.path.join(output_dir, "benchmark.md"), markdown)
+  with io_utils.atomic_directory(output_dir, carry_over=True) as staging:
+    final = lambda path: os.path.join(output_dir, os.path.relpath(path, staging))
+    result = compare.benchmark_models(
+        specs, images, labels, threads=threads, latency_rounds=latency_rounds, warmup=warmup,
+        batch_size=batch_size, reference=reference, measure_memory=measure_memory, log=log)
+    predictions = result.pop("predictions")
+    confidences = result.pop("confidences")
+    if runtimes:
+      result["runtimes"] = runtimes_lib.score_runtimes(specs, images, labels, runtimes, log=log)
+    if npu:
+      result["npu"] = _npu_estimates(specs, staging, npu, log, final)
+    result["machine"] = {"cpu": cpu_name(), "threads": threads, "platform": platform.platform()}
+    result["data"] = {"data_dir": os.path.abspath(data_dir), "split": split,
+                      "num_images": int(len(images)),
+                      "source": prepare.recorded_source(input_pipeline.find_dataset_dir(data_dir))}
+    for entry in result["models"].values():  # What was measured, by content.
+      entry["sha256"] = archives.sha256sum(entry["path"]) if entry.get("path") else None
+    check_lines = []
+    if agreement_pair:
+      a, b = agreement_pair
+      value = compare.agreement(predictions[a], predictions[b])
+      passed = value >= min_agreement
+      result["agreement"] = {"models": [a, b], "agreement": value,
+                             "min_agreement": min_agreement, "passed": passed}
+      check_lines.append(
+          f"agreement {a} vs {b}: {100 * value:.2f}% of images get the same class "
+          f"({'PASS' if passed else 'FAIL'}: required >= {100 * min_agreement:.2f}%)")
+    for name, entry in result["models"].items():
+      path = os.path.join(staging, f"confusion_matrix_{_safe(name)}.png")
+      plots.save_confusion_matrix_png(entry["metrics"]["confusion_matrix"], path,
+                                      class_names=CLASS_NAMES, title=f"{name} ({split})")
+      entry["confusion_matrix_png"] = final(path)
+    markdown = compare.markdown_report(result, title=f"GTSRB {split} benchmark",
+                                       header_lines=[machine] + check_lines)
+    if runtimes:
+      markdown += "\n## Runtimes (batch 1)\n\n" + runtimes_lib.markdown_table(result["runtimes"])
+    if npu:
+      markdown += "\n## Arm Ethos-U NPU (Vela estimates)\n\n" + "\n\n".join(
+          vela.markdown_table(r) for r in result["npu"].values()) + "\n"
+    predictions_lib.save_predictions(os.path.join(staging, predictions_lib.FILE_NAME),
+                                    labels, predictions, confidences)
+    io_utils.write_json(os.path.join(staging, "benchmark.json"), result)
+    io_utils.write_text(os.path.join(staging, "benchmark.md"), markdown)
   result["markdown"] = markdown
   return result
 
 
-def _npu_estimates(specs, output_dir, accelerators, log):
-  """{model name: vela.benchmark(...)} for every int8-input .tflite of `specs`."""
+def run_in_subprocess(log=print, **kwargs):
+  """`run_benchmark(**kwargs)` in a fresh Python process, so that TensorFlow starts with
+  `threads` threads (settable only before it starts); its lines go to `log` as they come.
+
+  Returns the result read back from OUTPUT_DIR/benchmark.json; raises GtsrbError
+  (with the end of the process's stderr) when it fails.
+  """
+  output_dir = kwargs["output_dir"]
+  command = [sys.executable, "-u", "-m", "tf_gtsrb.benchmark.run", json.dumps(kwargs)]
+  with tempfile.TemporaryFile("w+") as stderr:
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True) as process:
+      for line in process.stdout:
+        log(line.rstrip("\n"))
+    stderr.seek(0)
+    if process.returncode != 0:
+      raise errors.GtsrbError(f"benchmark failed (exit {process.returncode}):\n"
+                              f"{stderr.read()[-3000:]}")
+  return io_utils.read_json(os.path.join(output_dir, "benchmark.json"))
+
+
+def _npu_estimates(specs, output_dir, accelerators, log, final):
+  """{model name: vela.benchmark(...)} for every int8-input .tflite of `specs`, compiled
+  models under `output_dir`/vela, their paths recorded as `final(path)`."""
   estimates = {}
   for name, path in specs.items():
     if not str(path).endswith(".tflite"):
@@ -114,6 +148,8 @@ def _npu_estimates(specs, output_dir, accelerators, log):
     log(f"{name}: compiling with Vela for {', '.join(accelerators)}")
     estimates[name] = vela.benchmark(path, os.path.join(output_dir, "vela", _safe(name)),
                                      accelerators)
+    for target in estimates[name]["targets"].values():
+      target["vela_model"] = final(target["vela_model"])
   return estimates
 
 
@@ -144,3 +180,16 @@ def _mb(value):
 
 def _safe(name):
   return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _main(kwargs_json):
+  """Entry point of `run_in_subprocess`: TensorFlow's threads set first, then the run."""
+  kwargs = json.loads(kwargs_json)
+  from tf_gtsrb.benchmark import runners  # pylint: disable=g-import-not-at-top
+  runners.set_tf_threads(kwargs.get("threads", 1))
+  result = run_benchmark(**kwargs)
+  print(result["markdown"], flush=True)
+
+
+if __name__ == "__main__":
+  _main(sys.argv[1])

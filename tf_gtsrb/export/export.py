@@ -11,7 +11,6 @@ check). An INT8 model that keeps float ops is an error.
 import gzip
 import hashlib
 import os
-import shutil
 import time
 
 import numpy as np
@@ -44,8 +43,7 @@ def export_model(model, output_dir, modes, calibration_images=None, io_type="int
              "num_calibration_images": 0 if calibration_images is None
              else int(len(calibration_images)),
              "inputs": _input_hashes(source, calibration_images)}
-  with io_utils.atomic_directory(output_dir) as staging:
-    _carry_over(output_dir, staging)
+  with io_utils.atomic_directory(output_dir, carry_over=True) as staging:
     final = lambda path: os.path.join(output_dir, os.path.relpath(path, staging))
     for mode in modes:
       start = time.perf_counter()
@@ -103,18 +101,6 @@ def _input_hashes(source, calibration_images):
     digest.update(images.tobytes())
     hashes["calibration_images"] = digest.hexdigest()
   return hashes
-
-
-def _carry_over(output_dir, staging):
-  """Copies what `output_dir` holds into `staging`, so that a swap loses nothing."""
-  if not os.path.isdir(output_dir):
-    return
-  for name in os.listdir(output_dir):
-    path = os.path.join(output_dir, name)
-    if os.path.isdir(path):
-      shutil.copytree(path, os.path.join(staging, name), symlinks=True)
-    else:
-      shutil.copy2(path, os.path.join(staging, name), follow_symlinks=False)
 
 
 def summary_lines(summary):
