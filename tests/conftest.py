@@ -12,7 +12,7 @@ import synthetic
 # Modules whose tests train, fine-tune or convert models (seconds to minutes each): the whole
 # module is `slow`, so `pytest -m "not slow"` is the inner loop (docs/testing.md).
 SLOW_MODULES = frozenset({
-    "test_benchmark", "test_channel_pruning", "test_clustering", "test_deploy_files",
+    "test_bad_inputs", "test_benchmark", "test_channel_pruning", "test_clustering", "test_deploy_files",
     "test_distill", "test_distributed", "test_ensemble", "test_evaluate_tool", "test_export",
     "test_from_tflite", "test_magnitude_pruning", "test_micro", "test_pipeline",
     "test_quantization", "test_resume", "test_swa", "test_sweep", "test_training", "test_vela",

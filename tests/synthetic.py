@@ -2,6 +2,9 @@
 
 import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 
+import json
+import zipfile
+
 import numpy as np
 import tensorflow as tf
 
@@ -65,3 +68,30 @@ def int8_kernels(tflite_bytes):
   interpreter = Interpreter(model_content=tflite_bytes)
   return {i: interpreter.get_tensor(op.inputs[1]) for i, op in enumerate(graph.operators)
           if op.name in ("CONV_2D", "FULLY_CONNECTED")}
+
+
+def bad_keras_models(directory):
+  """{what: path} of .keras files that are not RGB image classifiers, and a Keras 3 file."""
+  from tf_gtsrb.models import io as io_lib  # pylint: disable=g-import-not-at-top
+  paths = {}
+  vector = keras.Input((10,))
+  paths["not an image"] = keras.Model(vector, keras.layers.Dense(43)(vector))
+  grey = keras.Input((32, 32, 1))
+  paths["greyscale"] = keras.Model(
+      grey, keras.layers.Dense(43)(keras.layers.GlobalAveragePooling2D()(grey)))
+  rgb = keras.Input((32, 32, 3))
+  pooled = keras.layers.GlobalAveragePooling2D()(rgb)
+  paths["two outputs"] = keras.Model(rgb, [keras.layers.Dense(43)(pooled),
+                                           keras.layers.Dense(2)(pooled)])
+  for what, model in list(paths.items()):
+    paths[what] = str(directory / f"{what.replace(' ', '_')}.keras")
+    io_lib.save_model(model, paths[what])
+  keras3 = directory / "keras3.keras"  # A Keras 3 file: its metadata says so.
+  with zipfile.ZipFile(paths["greyscale"]) as source, zipfile.ZipFile(keras3, "w") as target:
+    for item in source.namelist():
+      data = source.read(item)
+      if item == "metadata.json":
+        data = json.dumps({**json.loads(data), "keras_version": "3.12.0"}).encode()
+      target.writestr(item, data)
+  paths["keras 3"] = str(keras3)
+  return paths

@@ -17,6 +17,7 @@ from tf_gtsrb.evaluation import evaluate
 from tf_gtsrb.evaluation import metrics
 from tf_gtsrb.models import io as model_io
 from tf_gtsrb.models import traffic_sign_cnn
+import synthetic
 
 TOOL = [sys.executable, "-m", "tf_gtsrb_tools.evaluate"]
 
@@ -153,34 +154,6 @@ def test_tool_end_to_end(tmp_path, tiny_model, tiny_data_dir):
   assert saved["metrics"]["num_examples"] == input_pipeline.split_size(tiny_data_dir, "test")
 
 
-def _bad_models(directory):
-  """{what: path} of .keras files that are not RGB image classifiers, and a Keras 3 file."""
-  from tf_gtsrb.keras import keras  # pylint: disable=g-import-not-at-top
-  paths = {}
-  vector = keras.Input((10,))
-  paths["not an image"] = keras.Model(vector, keras.layers.Dense(43)(vector))
-  grey = keras.Input((32, 32, 1))
-  paths["greyscale"] = keras.Model(
-      grey, keras.layers.Dense(43)(keras.layers.GlobalAveragePooling2D()(grey)))
-  rgb = keras.Input((32, 32, 3))
-  pooled = keras.layers.GlobalAveragePooling2D()(rgb)
-  paths["two outputs"] = keras.Model(rgb, [keras.layers.Dense(43)(pooled),
-                                           keras.layers.Dense(2)(pooled)])
-  for what, model in list(paths.items()):
-    paths[what] = str(directory / f"{what.replace(' ', '_')}.keras")
-    model_io.save_model(model, paths[what])
-  keras3 = directory / "keras3.keras"  # A Keras 3 file: its metadata says so.
-  import zipfile  # pylint: disable=g-import-not-at-top
-  with zipfile.ZipFile(paths["greyscale"]) as source, zipfile.ZipFile(keras3, "w") as target:
-    for item in source.namelist():
-      data = source.read(item)
-      if item == "metadata.json":
-        data = json.dumps({**json.loads(data), "keras_version": "3.12.0"}).encode()
-      target.writestr(item, data)
-  paths["keras 3"] = str(keras3)
-  return paths
-
-
 def test_tool_refuses_models_that_are_not_rgb_classifiers_in_one_line(tmp_path, tiny_data_dir):
   expected = {"not an image": "input is not a square RGB image tensor (None, S, S, 3): got "
                               "(None, 10)",
@@ -189,7 +162,7 @@ def test_tool_refuses_models_that_are_not_rgb_classifiers_in_one_line(tmp_path, 
               "two outputs": "output is not one vector of class scores (None, C): got 2 outputs",
               "keras 3": "saved by Keras 3.12.0; this project reads models saved by Keras 2 "
                          "(tf_keras, TF_USE_LEGACY_KERAS=1)"}
-  for what, path in _bad_models(tmp_path).items():
+  for what, path in synthetic.bad_keras_models(tmp_path).items():
     done = _run_tool(f"--model={path}", f"--data_dir={tiny_data_dir}",
                      f"--output_dir={tmp_path}/out")
     assert done.returncode == 1, (what, done.stderr[-2000:])

@@ -45,7 +45,7 @@ def main():
   from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.models import io as model_io  # pylint: disable=g-import-not-at-top
 
-  model = model_io.load_model(model_path)
+  model = model_io.load_classifier(model_path)
   size = input_pipeline.image_size(data_dir)
   if tuple(model.input_shape[1:3]) != (size, size):
     raise errors.ModelError(

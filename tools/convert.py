@@ -76,7 +76,7 @@ def main():
   from tf_gtsrb.models import io as model_io
   # pylint: enable=g-import-not-at-top
 
-  model = model_io.load_model(FLAGS.model)
+  model = model_io.load_classifier(FLAGS.model)
   calibration = None
   if "int8" in modes:
     calibration, calibration_labels = input_pipeline.load_arrays(

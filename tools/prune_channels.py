@@ -77,7 +77,7 @@ def main():
   else:
     percentages = channel_pruning.parse_percentages(FLAGS.percent)
   distillation = common.distillation_kwargs()
-  model = model_io.load_model(model_path)
+  model = model_io.load_classifier(model_path)
   kept = channel_pruning.select_channels(model, percentages, FLAGS.criterion)
   pruned = channel_pruning.prune_kept(model, kept)
   config = channel_pruning.describe_pruning(model, pruned, kept, percentages, FLAGS.criterion)

@@ -66,7 +66,7 @@ def main():
   from tf_gtsrb.models import io as model_io  # pylint: disable=g-import-not-at-top
 
   target = magnitude_pruning.check_target_sparsity(FLAGS.target_sparsity)
-  model = model_io.load_model(FLAGS.model)
+  model = model_io.load_classifier(FLAGS.model)
   magnitude_pruning.check_float_model(model, "prune")
   data_dir, batch_size = FLAGS.data_dir, FLAGS.batch_size
   train_ds, val_ds, steps = input_pipeline.fine_tune_datasets(

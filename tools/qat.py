@@ -71,7 +71,7 @@ def main():
   from tf_gtsrb.models import io as model_io  # pylint: disable=g-import-not-at-top
 
   distillation = common.distillation_kwargs()
-  model = model_io.load_model(FLAGS.model)
+  model = model_io.load_classifier(FLAGS.model)
   magnitude_pruning.check_float_model(model, "quantize")
   data_dir, batch_size = FLAGS.data_dir, FLAGS.batch_size
   input_sparsity = magnitude_pruning.sparsity_report(model)["sparsity"]

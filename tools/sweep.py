@@ -55,7 +55,7 @@ def main():
   from tf_gtsrb.models import io as model_io  # pylint: disable=g-import-not-at-top
 
   data_dir, batch_size = FLAGS.data_dir, FLAGS.batch_size
-  model = model_io.load_model(FLAGS.model)
+  model = model_io.load_classifier(FLAGS.model)
   size = input_pipeline.image_size(data_dir)
   if tuple(model.input_shape[1:3]) != (size, size):
     raise errors.ModelError(

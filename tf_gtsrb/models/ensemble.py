@@ -61,4 +61,4 @@ def load_member(path):
   from tf_gtsrb.models import io as model_io
   if path.endswith(".tflite"):
     return from_tflite.load(path)
-  return model_io.load_model(path)
+  return model_io.load_classifier(path)

@@ -68,6 +68,14 @@ def load_model(path):
     raise errors.ModelError(f"{path}: cannot load model: {first_line[:200]}") from e
 
 
+def load_classifier(path):
+  """`load_model`, then `check_classifier`: a ModelError naming the file unless it holds
+  an image classifier (one square RGB input, one vector of class scores)."""
+  model = load_model(path)
+  check_classifier(model, path)
+  return model
+
+
 def _saved_keras_version(path):
   """The Keras version a .keras file records in its metadata.json ('' if none)."""
   try:
