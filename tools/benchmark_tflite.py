@@ -123,6 +123,7 @@ def main():
         "confusion matrix PNGs")
   if FLAGS.corruptions:
     common.corruption_suite(specs, FLAGS.data_dir, FLAGS.output_dir, FLAGS.split)
+    print(f"wrote {FLAGS.output_dir}: {common.CORRUPTION_FILES}")
   if FLAGS.html != "none":
     from tf_gtsrb.evaluation import html_report  # pylint: disable=g-import-not-at-top
     html_path = html_report.write_html_report(

@@ -258,8 +258,10 @@ def corruption_suite(specs, data_dir, output_dir, split):
       specs, data_dir, output_dir, split=split, kinds=kinds, severities=severities,
       subset=FLAGS.corruption_subset or None, log=print)
   print(robustness.comparison_table(scores))
-  print(f"wrote {output_dir}/robustness.json and corruptions/<model>/corruptions.json, .md, .png")
   return scores
+
+
+CORRUPTION_FILES = "robustness.json and corruptions/<model>/corruptions.json, .md, .png"
 
 
 def define_distillation_flags():

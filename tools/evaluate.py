@@ -34,6 +34,7 @@ def main():
       os.path.dirname(os.path.abspath(model_path)), f"eval_{FLAGS.split}")
 
   # Imported here so that flag errors are reported without loading TensorFlow.
+  from tf_gtsrb import io_utils  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.evaluation import evaluate  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.evaluation import report  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
@@ -44,7 +45,6 @@ def main():
   model = model_io.load_model(model_path)
   result = evaluate.evaluate_keras_model(model, data_dir, FLAGS.split, FLAGS.batch_size,
                                          source=model_path)
-  paths = evaluate.write_evaluation(result, output_dir, model_path=model_path, name=FLAGS.name)
   name = FLAGS.name or os.path.splitext(os.path.basename(model_path))[0]
   scores = result["metrics"]
   print(f"{name}: {scores['num_examples']} {FLAGS.split} images")
@@ -52,10 +52,15 @@ def main():
   print(report.performance_table([{
       "name": name, "macs": result["macs"], "params": result["params"],
       "size_bytes": os.path.getsize(model_path)}]))
+  # The files commit as one set: a failed or killed run leaves the previous set intact.
+  with io_utils.atomic_directory(output_dir, carry_over=True) as staging:
+    paths = evaluate.write_evaluation(result, staging, model_path=model_path, name=FLAGS.name)
+    if FLAGS.corruptions:
+      common.corruption_suite({name: model_path}, data_dir, staging, FLAGS.split)
   for kind in ("json", "markdown", "png"):
-    print(f"wrote {paths[kind]}")
+    print(f"wrote {os.path.join(output_dir, os.path.basename(paths[kind]))}")
   if FLAGS.corruptions:
-    common.corruption_suite({name: model_path}, data_dir, output_dir, FLAGS.split)
+    print(f"wrote {output_dir}: {common.CORRUPTION_FILES}")
 
 
 def run():

@@ -107,13 +107,17 @@ def main():
   config["validation_accuracy_before_fine_tune"] = before["metrics"]["accuracy"]
   config["validation_accuracy"] = None if result is None else result["metrics"]["accuracy"]
 
-  os.makedirs(output_dir, exist_ok=True)
+  # The files commit as one set: a failed or killed run leaves the previous set intact.
   pruned_path = os.path.join(output_dir, "pruned.keras")
-  model_io.save_model(pruned, pruned_path)
   config_path = os.path.join(output_dir, "prune_config.json")
-  io_utils.write_json(config_path, config)
-  paths = (evaluate.write_evaluation(result, output_dir, model_path=pruned_path, name="pruned")
-           if result else {})
+  with io_utils.atomic_directory(output_dir, carry_over=True) as staging:
+    staged_model = os.path.join(staging, "pruned.keras")
+    model_io.save_model(pruned, staged_model)
+    io_utils.write_json(os.path.join(staging, "prune_config.json"), config)
+    paths = (evaluate.write_evaluation(result, staging, model_path=staged_model, name="pruned",
+                                       recorded_path=pruned_path)
+             if result else {})
+  paths = {kind: os.path.join(output_dir, os.path.basename(p)) for kind, p in paths.items()}
 
   print(f"{model_path}: pruned by {FLAGS.criterion}")
   print("| Layer | Channels before | Channels after | Pruned (%) |")

@@ -80,11 +80,25 @@ def main():
   after = (None if FLAGS.fine_tune_on_validation
            else evaluate.evaluate_keras_model(pruned, data_dir, "validation", batch_size))
 
-  os.makedirs(FLAGS.output_dir, exist_ok=True)
   model_path = os.path.join(FLAGS.output_dir, MODEL_FILE)
-  model_io.save_model(pruned, model_path)
-  dense, sparse = dense_reference_sizes(model), file_sizes(model_path)
-  report = {
+  report_path = os.path.join(FLAGS.output_dir, REPORT_FILE)
+  # The model and its report commit as one set: a failed run leaves the previous pair intact.
+  with io_utils.atomic_directory(FLAGS.output_dir, carry_over=True) as staging:
+    staged_model = os.path.join(staging, MODEL_FILE)
+    model_io.save_model(pruned, staged_model)
+    report = _report(model, pruned, model_path, file_sizes(staged_model), target, steps,
+                     before, after)
+    io_utils.write_json(os.path.join(staging, REPORT_FILE), report)
+  _print_summary(report)
+  print(f"wrote {model_path}\nwrote {report_path}")
+
+
+def _report(model, pruned, model_path, sparse, target, steps, before, after):
+  """sparsity.json: settings, sparsity, validation accuracy and file sizes, dense vs sparse."""
+  from tf_gtsrb.compression import magnitude_pruning  # pylint: disable=g-import-not-at-top
+  dense = dense_reference_sizes(model)
+  batch_size = FLAGS.batch_size
+  return {
       "input_model": os.path.abspath(FLAGS.model),
       "model": os.path.abspath(model_path),
       "target_sparsity": target,
@@ -102,10 +116,6 @@ def main():
           "gzip_reduction": 1.0 - sparse["gzip_bytes"] / dense["gzip_bytes"],
       },
   }
-  report_path = os.path.join(FLAGS.output_dir, REPORT_FILE)
-  io_utils.write_json(report_path, report)
-  _print_summary(report)
-  print(f"wrote {model_path}\nwrote {report_path}")
 
 
 def _print_summary(report):

@@ -94,9 +94,7 @@ def main():
       preserve_sparsity=preserve, preserve_clusters=bool(FLAGS.cluster), steps_per_epoch=steps,
       verbose=FLAGS.verbose, **distillation)
 
-  os.makedirs(FLAGS.output_dir, exist_ok=True)
   model_path = os.path.join(FLAGS.output_dir, MODEL_FILE)
-  model_io.save_model(qat_model, model_path)
   output_sparsity = magnitude_pruning.sparsity_report(qat_model)
   report = {
       "input_model": os.path.abspath(FLAGS.model),
@@ -117,7 +115,10 @@ def main():
       "accuracy_note": "Keras model with fake quantization, simulated in float32",
   }
   report_path = os.path.join(FLAGS.output_dir, REPORT_FILE)
-  io_utils.write_json(report_path, report)
+  # The model and its report commit as one set: a failed run leaves the previous pair intact.
+  with io_utils.atomic_directory(FLAGS.output_dir, carry_over=True) as staging:
+    model_io.save_model(qat_model, os.path.join(staging, MODEL_FILE))
+    io_utils.write_json(os.path.join(staging, REPORT_FILE), report)
   print(f"kernel sparsity: input {input_sparsity:.1%} -> QAT {output_sparsity['sparsity']:.1%}")
   if report["validation_accuracy"] is not None:
     print(f"validation accuracy (fake-quant, float simulation): "

@@ -94,11 +94,12 @@ def evaluate_keras_model(model, data_dir, split="test", batch_size=256, source=N
   }
 
 
-def write_evaluation(result, output_dir, model_path=None, name=None):
+def write_evaluation(result, output_dir, model_path=None, name=None, recorded_path=None):
   """Writes evaluation.json, confusion_matrix.png and evaluation.md to `output_dir`.
 
   `result` comes from `evaluate_keras_model`. With `model_path`, the model
-  file's size, gzip-compressed size and SHA-256 are recorded too. `name` labels the
+  file's size, gzip-compressed size and SHA-256 are recorded too, and its path
+  (or `recorded_path`: where a staged model file will end up). `name` labels the
   table rows (default: the model file name, else 'model'). Each file is written
   atomically. Returns {'json', 'png', 'markdown'} paths.
   """
@@ -107,7 +108,7 @@ def write_evaluation(result, output_dir, model_path=None, name=None):
     name = os.path.splitext(os.path.basename(model_path))[0] if model_path else "model"
   result["name"] = name
   if model_path:
-    result["model_path"] = model_path
+    result["model_path"] = recorded_path or model_path
     result["model_size_bytes"] = complexity.model_file_size(model_path)
     result["model_gzip_size_bytes"] = complexity.gzip_size(model_path)
     from tf_gtsrb.data import archives  # pylint: disable=g-import-not-at-top
