@@ -353,29 +353,25 @@ def _histogram_png(name, layer):
 
 
 def write_analysis_report(analysis, recommendations, output_dir):
-  """Writes analysis.json, analysis.md and {layer}_histograms.png into `output_dir`.
+  """Writes analysis.json, analysis.md and {layer}_histograms.png into `output_dir`, as one
+  set: a failure leaves the previous set intact (`io_utils.atomic_directory`).
 
   Returns the list of paths written.
   """
-  os.makedirs(output_dir, exist_ok=True)
-  paths = []
-  json_path = os.path.join(output_dir, "analysis.json")
-  io_utils.write_json(json_path, {
-      "analysis": analysis,
-      "recommended_percentages": recommendations,
-      "summary": summary_rows(analysis, recommendations),
-  })
-  paths.append(json_path)
-  md_path = os.path.join(output_dir, "analysis.md")
-  io_utils.write_text(md_path, _markdown(analysis, recommendations))
-  paths.append(md_path)
-  for name, layer in analysis["layers"].items():
-    png_path = os.path.join(output_dir, f"{name}_histograms.png")
-    png = _histogram_png(name, layer)
-    with io_utils.atomic_write(png_path, "wb") as f:
-      f.write(png)
-    paths.append(png_path)
-  return paths
+  names = ["analysis.json", "analysis.md"] + [f"{name}_histograms.png"
+                                              for name in analysis["layers"]]
+  with io_utils.atomic_directory(output_dir, carry_over=True) as staging:
+    io_utils.write_json(os.path.join(staging, "analysis.json"), {
+        "analysis": analysis,
+        "recommended_percentages": recommendations,
+        "summary": summary_rows(analysis, recommendations),
+    })
+    io_utils.write_text(os.path.join(staging, "analysis.md"),
+                        _markdown(analysis, recommendations))
+    for name, layer in analysis["layers"].items():
+      with io_utils.atomic_write(os.path.join(staging, f"{name}_histograms.png"), "wb") as f:
+        f.write(_histogram_png(name, layer))
+  return [os.path.join(output_dir, name) for name in names]
 
 
 def load_recommendations(path):

@@ -110,28 +110,34 @@ def run_sweep(model, train_ds, val_ds, test_ds, output_dir, percentages=DEFAULT_
   """
   check_sweep_args(model, percentages, criterion, epochs, learning_rate, steps_per_epoch)
   log = log or (lambda _: None)
-  models_dir = os.path.join(output_dir, MODELS_DIR)
-  os.makedirs(models_dir, exist_ok=True)
-
-  baseline_path = os.path.join(models_dir, "baseline.keras")
-  model_io.save_model(model, baseline_path)
-  rows = [_row("baseline", 0.0, model, score(model, test_ds), baseline_path)]
-  log(f"baseline: test accuracy {100 * rows[0]['test_accuracy']:.2f}%")
-  for percent in percentages:
-    name = _percent_name(percent)
-    pruned = channel_pruning.prune_channels(model, percent, criterion)
-    before = score(pruned, test_ds)
-    if epochs > 0:
-      compile_lib.fine_tune(pruned, train_ds, val_ds, epochs, learning_rate=learning_rate,
-                            steps_per_epoch=steps_per_epoch, verbose=verbose)
-    path = os.path.join(models_dir, f"{name}.keras")
-    model_io.save_model(pruned, path)
-    rows.append(_row(name, percent, pruned, score(pruned, test_ds), path, before))
-    log(f"{name}: channels {_channels(rows[-1])}, test accuracy "
-        f"{100 * before['accuracy']:.2f}% -> {100 * rows[-1]['test_accuracy']:.2f}%")
-  paths = write_sweep_report(rows, output_dir, {
-      "criterion": criterion, "epochs": int(epochs), "learning_rate": float(learning_rate),
-      "steps_per_epoch": steps_per_epoch})
+  # The models and the report commit as one set: a failure leaves the previous set intact.
+  with io_utils.atomic_directory(output_dir, carry_over=True) as staging:
+    models_dir = os.path.join(staging, MODELS_DIR)
+    os.makedirs(models_dir, exist_ok=True)
+    baseline_path = os.path.join(models_dir, "baseline.keras")
+    model_io.save_model(model, baseline_path)
+    rows = [_row("baseline", 0.0, model, score(model, test_ds), baseline_path)]
+    log(f"baseline: test accuracy {100 * rows[0]['test_accuracy']:.2f}%")
+    for percent in percentages:
+      name = _percent_name(percent)
+      pruned = channel_pruning.prune_channels(model, percent, criterion)
+      before = score(pruned, test_ds)
+      if epochs > 0:
+        compile_lib.fine_tune(pruned, train_ds, val_ds, epochs, learning_rate=learning_rate,
+                              steps_per_epoch=steps_per_epoch, verbose=verbose)
+      path = os.path.join(models_dir, f"{name}.keras")
+      model_io.save_model(pruned, path)
+      rows.append(_row(name, percent, pruned, score(pruned, test_ds), path, before))
+      log(f"{name}: channels {_channels(rows[-1])}, test accuracy "
+          f"{100 * before['accuracy']:.2f}% -> {100 * rows[-1]['test_accuracy']:.2f}%")
+    for row in rows:  # Where each model will be once the set is committed.
+      row["model_path"] = os.path.join(output_dir, os.path.relpath(row["model_path"], staging))
+    write_sweep_report(rows, staging, {
+        "criterion": criterion, "epochs": int(epochs), "learning_rate": float(learning_rate),
+        "steps_per_epoch": steps_per_epoch})
+  paths = {"json": os.path.join(output_dir, JSON_NAME),
+           "markdown": os.path.join(output_dir, MARKDOWN_NAME),
+           "png": os.path.join(output_dir, PNG_NAME)}
   return {"rows": rows, "paths": paths}
 
 
