@@ -150,6 +150,7 @@ def test_the_front_page_table_matches_the_manifest(manifest):
     readme = f.read()
   shown = {"traffic_sign_cnn_pruned_int8.tflite": ("litert", "tflite_micro"),
            "traffic_sign_cnn_pruned_uint8.tflite": ("litert", "mediapipe"),
+           "traffic_sign_cnn_pruned_sparse_int8.tflite": ("litert", "tflite_micro"),
            "traffic_sign_cnn_float32.tflite": ("litert",)}
   for name, runtimes in shown.items():
     row = next(line for line in readme.splitlines() if line.startswith(f"| `{name}`"))

@@ -16,7 +16,7 @@ from tf_gtsrb import io_utils
 from tf_gtsrb.export import flatbuffer
 
 BYTES_PER_LINE = 12
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # C11 and C++17/20 keywords and alternative operator names: never a variable name.
 KEYWORDS = frozenset("""
     alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t
@@ -33,7 +33,7 @@ KEYWORDS = frozenset("""
 
 def check_name(name, what):
   """ConfigError unless `name` is an identifier a C++ compiler accepts for a global."""
-  if not isinstance(name, str) or not _IDENTIFIER.match(name):
+  if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
     raise errors.ConfigError(f"{what} {name!r} is not a valid C identifier")
   if name in KEYWORDS:
     raise errors.ConfigError(f"{what} {name!r} is a C/C++ keyword")
@@ -125,7 +125,7 @@ def write_c_files(tflite_bytes, out_dir, name=None, file_stem=None, arena=None):
     raise errors.ConfigError("write_c_files needs an array name or a file stem")
   name = name or array_name_for(file_stem)
   file_stem = file_stem or name
-  if not isinstance(file_stem, str) or not _IDENTIFIER.match(file_stem):
+  if not isinstance(file_stem, str) or not _IDENTIFIER.fullmatch(file_stem):
     raise errors.ConfigError(f"file stem {file_stem!r} is not a valid C identifier")
   header, source = to_c_files(tflite_bytes, name, header_file=f"{file_stem}.h", arena=arena)
   header_path = os.path.join(out_dir, f"{file_stem}.h")

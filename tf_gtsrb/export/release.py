@@ -13,6 +13,7 @@ import numpy as np
 from tf_gtsrb import errors
 from tf_gtsrb import io_utils
 from tf_gtsrb.evaluation import pipeline_report
+from tf_gtsrb.export import flatbuffer
 
 FILES = {
     "baseline_float": "traffic_sign_cnn_float32.tflite",
@@ -210,6 +211,13 @@ def count_correct(model, images, labels):
   return int(np.sum(predicted == np.asarray(labels)))
 
 
+def is_npu_build(path):
+  """True for a Vela-compiled `.tflite` (an `ethos-u` operator): it runs only beside an
+  Ethos-U NPU, so it has no CPU accuracy of its own (its source model's is the same)."""
+  graph = flatbuffer.parse(flatbuffer.read_file(path), path)
+  return any(op.name == "CUSTOM:ethos-u" for op in graph.operators)  # vela.NPU_OP
+
+
 def build_manifest(models_dir, sample_images, sample_labels, previous=None, measured=None):
   """The manifest of `models_dir`: every file's SHA-256 and size; per `.tflite`, metrics.
 
@@ -227,7 +235,7 @@ def build_manifest(models_dir, sample_images, sample_labels, previous=None, meas
   old = (previous or {}).get("metrics", {})
   metrics = {}
   for name in files:
-    if not name.endswith(".tflite"):
+    if not name.endswith(".tflite") or is_npu_build(os.path.join(models_dir, name)):
       continue
     entry = dict(old.get(name, {}))
     new = from_report.get(name, {})
