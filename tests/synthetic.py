@@ -63,7 +63,7 @@ def random_sparse_copy(model, share=0.5, seed=1):
 def int8_kernels(tflite_bytes):
   """{op index: int8 weights} of every CONV_2D / FULLY_CONNECTED of a converted model."""
   from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
-  from tf_gtsrb.export import flatbuffer  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.models import flatbuffer  # pylint: disable=g-import-not-at-top
   graph = flatbuffer.parse(tflite_bytes)
   interpreter = Interpreter(model_content=tflite_bytes)
   return {i: interpreter.get_tensor(op.inputs[1]) for i, op in enumerate(graph.operators)

@@ -14,8 +14,8 @@ from tf_gtsrb import errors
 from tf_gtsrb import io_utils
 from tf_gtsrb.benchmark import compare
 from tf_gtsrb.benchmark import latency
-from tf_gtsrb.benchmark import predictions as predictions_lib
-from tf_gtsrb.benchmark import runners
+from tf_gtsrb.evaluation import predictions as predictions_lib
+from tf_gtsrb.models import runners
 from tf_gtsrb.export import metadata
 from tf_gtsrb.export import tflite
 from tf_gtsrb.keras import keras

@@ -74,7 +74,7 @@ def test_exif_rotation_is_applied(classifier):
 
 
 def test_predictions_equal_the_benchmark_runner(classifier, tiny_data_dir):
-  from tf_gtsrb.benchmark import runners  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.models import runners  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
   images, _ = input_pipeline.load_arrays(tiny_data_dir, "test")
   runner = runners.load_runner(classifier.model_source)

@@ -9,6 +9,7 @@ import tensorflow as tf
 from tf_gtsrb import errors
 from tf_gtsrb.compression import quantization
 from tf_gtsrb.keras import keras
+from tf_gtsrb.models import tfmot_files
 from tf_gtsrb.models import traffic_sign_cnn
 from tf_gtsrb.training import compile as compile_lib
 from tf_gtsrb.training import distill
@@ -81,7 +82,7 @@ def test_student_learns_the_teachers_answers(batches16):
 def test_quantization_aware_student(batches16, cnn16):
   qat_model = quantization.qat_fine_tune(cnn16, batches16.take(1), batches16.take(1), epochs=1,
                                          teacher=synthetic.tiny_cnn(seed=1), verbose=0)
-  assert quantization.is_quantize_aware(qat_model)
+  assert tfmot_files.is_quantize_aware(qat_model)
   assert "val_accuracy" in qat_model.history.history
 
 

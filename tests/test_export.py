@@ -11,7 +11,7 @@ from tf_gtsrb import errors
 from tf_gtsrb.data.class_names import CLASS_NAMES
 from tf_gtsrb.evaluation import complexity
 from tf_gtsrb.export import c_array
-from tf_gtsrb.export import flatbuffer
+from tf_gtsrb.models import flatbuffer
 from tf_gtsrb.export import labels
 from tf_gtsrb.export import tflite
 from tf_gtsrb.keras import keras
@@ -66,7 +66,7 @@ def test_uint8_io(model, images):
 
 def test_uint8_interface_of_an_int8_model_predicts_exactly_the_same(int8_bytes, float_bytes,
                                                                     images):
-  from tf_gtsrb.benchmark import runners  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.models import runners  # pylint: disable=g-import-not-at-top
   data = tflite.with_uint8_io(int8_bytes)
   tflite.check_fully_int8(data)
   io = tflite.io_details(data)

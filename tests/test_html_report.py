@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tf_gtsrb import io_utils
-from tf_gtsrb.benchmark import predictions as predictions_lib
+from tf_gtsrb.evaluation import predictions as predictions_lib
 from tf_gtsrb.data.class_names import CLASS_NAMES
 from tf_gtsrb.evaluation import html_report
 from tf_gtsrb.evaluation import metrics

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tf_gtsrb import errors
-from tf_gtsrb.data import input_benchmark
+from tf_gtsrb.benchmark import input_speed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {"channels": (4, 8, 8, 8)}
@@ -23,7 +23,7 @@ def synthetic(num=48, size=32):
 
 def test_benchmark_arrays_reports_positive_figures():
   images, labels = synthetic()
-  results = input_benchmark.benchmark_arrays(images, labels, batch_size=16, steps=3, warmup=1,
+  results = input_speed.benchmark_arrays(images, labels, batch_size=16, steps=3, warmup=1,
                                              model_kwargs=TINY)
   for key in ("pipeline_images_per_second", "pipeline_ms_per_batch", "live_images_per_second",
               "materialised_images_per_second", "wait_ms_per_step", "compute_ms_per_step",
@@ -37,21 +37,21 @@ def test_benchmark_arrays_reports_positive_figures():
   assert (results["model"], results["image_size"], results["num_examples"]) == (
       "traffic_sign_cnn", 32, 48)
   json.dumps(results)  # Plain values only.
-  table = input_benchmark.results_table(results)
+  table = input_speed.results_table(results)
   assert "images/s" in table and "waiting for input" in table
-  assert "bottleneck" in input_benchmark.verdict(results)
+  assert "bottleneck" in input_speed.verdict(results)
 
 
 def test_verdict_follows_the_threshold():
   base = {"input_wait_share": 0.25, "threshold": 0.1, "pipeline_to_compute_ratio": 0.5,
           "input_bound": True}
-  assert input_benchmark.verdict(base).startswith("Input IS the bottleneck")
-  assert "fewer images/s" in input_benchmark.verdict(base)
+  assert input_speed.verdict(base).startswith("Input IS the bottleneck")
+  assert "fewer images/s" in input_speed.verdict(base)
   calm = {**base, "input_wait_share": 0.01, "input_bound": False,
           "pipeline_to_compute_ratio": 3.0}
-  assert input_benchmark.verdict(calm).startswith("Input is NOT the bottleneck")
-  assert "slower" not in input_benchmark.verdict({**calm, "input_overhead": 0.02})
-  assert "30% slower" in input_benchmark.verdict({**calm, "input_overhead": 0.3})
+  assert input_speed.verdict(calm).startswith("Input is NOT the bottleneck")
+  assert "slower" not in input_speed.verdict({**calm, "input_overhead": 0.02})
+  assert "30% slower" in input_speed.verdict({**calm, "input_overhead": 0.3})
 
 
 @pytest.mark.parametrize("kwargs", [{"batch_size": 0}, {"steps": 0}, {"warmup": -1},
@@ -59,7 +59,7 @@ def test_verdict_follows_the_threshold():
 def test_bad_arguments(kwargs):
   images, labels = synthetic()
   with pytest.raises(errors.ConfigError):
-    input_benchmark.benchmark_arrays(images, labels, **{"steps": 1, "warmup": 0, **kwargs})
+    input_speed.benchmark_arrays(images, labels, **{"steps": 1, "warmup": 0, **kwargs})
 
 
 def test_tool_end_to_end(tiny_data_dir, tmp_path):
@@ -76,4 +76,4 @@ def test_tool_end_to_end(tiny_data_dir, tmp_path):
 
 def test_missing_dataset(tmp_path):
   with pytest.raises(errors.DataError, match="no prepared dataset"):
-    input_benchmark.benchmark_data_dir(str(tmp_path), steps=1)
+    input_speed.benchmark_data_dir(str(tmp_path), steps=1)

@@ -11,6 +11,7 @@ from tf_gtsrb.compression import magnitude_pruning as mp
 from tf_gtsrb.compression import quantization
 from tf_gtsrb.keras import keras
 from tf_gtsrb.models import io as model_io
+from tf_gtsrb.models import tfmot_files
 from tf_gtsrb.models import traffic_sign_cnn
 
 
@@ -46,7 +47,7 @@ def test_stripped_sparse_model_round_trips(cnn16, batches16, tmp_path):
   pruned = mp.prune_and_fine_tune(cnn16, batches16, batches16, 0.5, epochs=1, verbose=0)
   path = str(tmp_path / "pruned_sparse.keras")
   model_io.save_model(pruned, path)
-  assert not quantization.is_quantize_aware_file(path)
+  assert not tfmot_files.is_quantize_aware_file(path)
   loaded = model_io.load_model(path)
   for name, kernel in _kernels(loaded).items():
     np.testing.assert_array_equal(kernel, _kernels(pruned)[name])

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from tf_gtsrb.export import flatbuffer
+from tf_gtsrb.models import flatbuffer
 from tf_gtsrb.export import release
 
 ROOT = os.path.join(os.path.dirname(__file__), os.pardir)

@@ -5,7 +5,7 @@ import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 import numpy as np
 import pytest
 
-from tf_gtsrb.export import flatbuffer
+from tf_gtsrb.models import flatbuffer
 from tf_gtsrb.export import micro
 from tf_gtsrb.export import tflite
 import synthetic

@@ -16,6 +16,7 @@ from tf_gtsrb.compression import quantization
 from tf_gtsrb.data import input_pipeline
 from tf_gtsrb.keras import keras
 from tf_gtsrb.models import io as model_io
+from tf_gtsrb.models import tfmot_files
 from tf_gtsrb.training import compile as compile_lib
 import synthetic
 from synthetic import KERNEL_LAYERS
@@ -43,9 +44,9 @@ def _wrapped_kernels(qat_model):
 def _round_trip(qat_model, images, tmp_path):
   path = str(tmp_path / "qat.keras")
   model_io.save_model(qat_model, path)
-  assert quantization.is_quantize_aware_file(path)
+  assert tfmot_files.is_quantize_aware_file(path)
   loaded = model_io.load_model(path)
-  assert quantization.is_quantize_aware(loaded)
+  assert tfmot_files.is_quantize_aware(loaded)
   np.testing.assert_allclose(loaded.predict(images, verbose=0),
                              qat_model.predict(images, verbose=0), atol=1e-6)
   return loaded
@@ -53,8 +54,8 @@ def _round_trip(qat_model, images, tmp_path):
 
 def test_every_layer_is_quantize_wrapped(cnn16):
   qat_model = quantization.quantize_aware(cnn16)
-  assert quantization.is_quantize_aware(qat_model)
-  assert not quantization.is_quantize_aware(cnn16)
+  assert tfmot_files.is_quantize_aware(qat_model)
+  assert not tfmot_files.is_quantize_aware(cnn16)
   inner = [layer for layer in qat_model.layers if not isinstance(layer, keras.layers.InputLayer)]
   assert type(inner[0]).__name__ == "QuantizeLayer"
   assert all(isinstance(layer, tfmot.quantization.keras.QuantizeWrapperV2)
@@ -136,7 +137,7 @@ def test_prune_and_qat_tools_end_to_end(tiny_data_dir, tmp_path):
   assert report["preserve_sparsity"] is True  # automatic: the input is 50% sparse
   assert report["sparsity"]["sparsity"] == pytest.approx(report["input_sparsity"])
   assert 0.0 <= report["validation_accuracy"] <= 1.0 and 0.0 <= report["test_accuracy"] <= 1.0
-  assert quantization.is_quantize_aware(model_io.load_model(str(qat_dir / "qat.keras")))
+  assert tfmot_files.is_quantize_aware(model_io.load_model(str(qat_dir / "qat.keras")))
 
 
 def test_prune_and_qat_tools_final_fit_train_on_the_validation_split_too(tiny_data_dir,

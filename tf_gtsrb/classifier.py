@@ -31,7 +31,7 @@ from PIL import Image
 from PIL import ImageOps
 
 from tf_gtsrb import errors
-from tf_gtsrb.benchmark import runners
+from tf_gtsrb.models import runners
 from tf_gtsrb.data import images as image_lib
 from tf_gtsrb.export import labels as labels_lib
 

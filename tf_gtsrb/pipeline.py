@@ -618,7 +618,7 @@ class Pipeline:
     deployed model scores where runs are compared. None without a validation split, or when
     the fine-tunes trained on it (a final fit)."""
     # pylint: disable=g-import-not-at-top
-    from tf_gtsrb.benchmark import runners
+    from tf_gtsrb.models import runners
     from tf_gtsrb.data import input_pipeline
     data_dir = results["prepare"]["dataset_dir"]
     if self.config.fine_tune_on_validation or not input_pipeline.has_split(data_dir,

@@ -10,7 +10,7 @@ import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from absl import flags
 
 from tf_gtsrb import io_utils
-from tf_gtsrb.data import input_benchmark
+from tf_gtsrb.benchmark import input_speed
 from tf_gtsrb.models import MODEL_NAMES
 from tf_gtsrb_tools import common
 
@@ -25,7 +25,7 @@ flags.DEFINE_integer("steps", 100, "Timed batches / training steps per measureme
 flags.DEFINE_integer("warmup", 10, "Untimed batches / steps before timing (count).")
 flags.DEFINE_enum("model", "traffic_sign_cnn", MODEL_NAMES, "Architecture trained in part 2.")
 flags.DEFINE_integer("seed", 0, "Seed of data order, augmentation and initial weights.")
-flags.DEFINE_float("threshold", input_benchmark.DEFAULT_THRESHOLD,
+flags.DEFINE_float("threshold", input_speed.DEFAULT_THRESHOLD,
                    "Input is the bottleneck when steps wait at least this share of their time "
                    "for input (fraction).")
 flags.DEFINE_string("output_json", None, "Also write the measurements to this JSON file.")
@@ -33,7 +33,7 @@ flags.mark_flag_as_required("data_dir")
 
 
 def main():
-  results = input_benchmark.benchmark_data_dir(
+  results = input_speed.benchmark_data_dir(
       FLAGS.data_dir, split=FLAGS.split, limit=FLAGS.limit, model_name=FLAGS.model,
       batch_size=FLAGS.batch_size, steps=FLAGS.steps, warmup=FLAGS.warmup, seed=FLAGS.seed,
       threshold=FLAGS.threshold)
@@ -41,9 +41,9 @@ def main():
         f"{results['image_size']}x{results['image_size']} images of '{results['split']}', "
         f"batch {results['batch_size']}, {results['steps']} timed steps, "
         f"{results['cpu_count']} CPUs, {results['gpus']} GPUs\n")
-  print(input_benchmark.results_table(results))
+  print(input_speed.results_table(results))
   print()
-  print(input_benchmark.verdict(results))
+  print(input_speed.verdict(results))
   if FLAGS.output_json:
     io_utils.write_json(FLAGS.output_json, results)
     print(f"\nWrote {FLAGS.output_json}")

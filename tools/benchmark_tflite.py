@@ -106,7 +106,7 @@ def _check_flags():
 def main():
   specs, pair = _check_flags()
   # pylint: disable=g-import-not-at-top
-  from tf_gtsrb.benchmark import runners
+  from tf_gtsrb.models import runners
   runners.set_tf_threads(FLAGS.threads)  # Before TensorFlow runs anything.
   from tf_gtsrb.benchmark import run as bench
   # pylint: enable=g-import-not-at-top

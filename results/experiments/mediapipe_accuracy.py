@@ -19,7 +19,7 @@ from mediapipe.tasks.python.core.base_options import BaseOptions
 import numpy as np
 from PIL import Image
 
-from tf_gtsrb.benchmark import runners
+from tf_gtsrb.models import runners
 
 
 def main(archive_dir, model_path):

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from tf_gtsrb.benchmark import runners
+from tf_gtsrb.models import runners
 from tf_gtsrb.data import input_pipeline
 from tf_gtsrb.export import micro
 

@@ -18,7 +18,7 @@ import sys
 
 import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 
-from tf_gtsrb.benchmark import runners
+from tf_gtsrb.models import runners
 from tf_gtsrb.compression import clustering
 from tf_gtsrb.compression import magnitude_pruning
 from tf_gtsrb.compression import quantization

@@ -13,7 +13,7 @@ import numpy as np
 
 from tf_gtsrb import errors
 from tf_gtsrb.benchmark import latency as latency_lib
-from tf_gtsrb.benchmark import runners as runners_lib
+from tf_gtsrb.models import runners as runners_lib
 from tf_gtsrb.data.class_names import NUM_CLASSES
 
 

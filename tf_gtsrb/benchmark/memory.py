@@ -31,7 +31,7 @@ def main(argv):
   path, num_threads, num_images = argv[1], int(argv[2]), int(argv[3])
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tf_gtsrb  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
-  from tf_gtsrb.benchmark import runners  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.models import runners  # pylint: disable=g-import-not-at-top
   if path.endswith(".keras"):
     runtime = "tensorflow"
     import tensorflow as tf  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import

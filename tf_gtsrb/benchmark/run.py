@@ -23,13 +23,13 @@ import tempfile
 from tf_gtsrb import errors
 from tf_gtsrb import io_utils
 from tf_gtsrb.benchmark import compare
-from tf_gtsrb.benchmark import predictions as predictions_lib
+from tf_gtsrb.evaluation import predictions as predictions_lib
 from tf_gtsrb.benchmark import runtimes as runtimes_lib
 from tf_gtsrb.benchmark import vela
 from tf_gtsrb.data import archives
 from tf_gtsrb.data import input_pipeline
 from tf_gtsrb.data import prepare
-from tf_gtsrb.export import flatbuffer
+from tf_gtsrb.models import flatbuffer
 from tf_gtsrb.data.class_names import CLASS_NAMES
 from tf_gtsrb.evaluation import plots
 
@@ -185,7 +185,7 @@ def _safe(name):
 def _main(kwargs_json):
   """Entry point of `run_in_subprocess`: TensorFlow's threads set first, then the run."""
   kwargs = json.loads(kwargs_json)
-  from tf_gtsrb.benchmark import runners  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.models import runners  # pylint: disable=g-import-not-at-top
   runners.set_tf_threads(kwargs.get("threads", 1))
   result = run_benchmark(**kwargs)
   print(result["markdown"], flush=True)

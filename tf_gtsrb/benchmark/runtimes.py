@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from tf_gtsrb import errors
-from tf_gtsrb.benchmark import runners
+from tf_gtsrb.models import runners
 
 RUNTIMES = ("litert_reference_kernels", "tflite_micro", "mediapipe")
 

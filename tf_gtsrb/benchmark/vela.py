@@ -29,7 +29,7 @@ import tempfile
 
 from tf_gtsrb import errors
 from tf_gtsrb import io_utils
-from tf_gtsrb.export import flatbuffer
+from tf_gtsrb.models import flatbuffer
 
 VELA_CONFIG = "Arm/vela.ini"
 # Accelerator -> (system configuration, memory mode) in VELA_CONFIG.

@@ -99,7 +99,7 @@ def write_html_report(path, benchmark_dir=None, work_dir=None, data_dir=None, re
     benchmark = report.get("benchmark")
   predictions = None
   if benchmark_dir:
-    from tf_gtsrb.benchmark import predictions as predictions_lib  # pylint: disable=g-import-not-at-top
+    from tf_gtsrb.evaluation import predictions as predictions_lib  # pylint: disable=g-import-not-at-top
     predictions = predictions_lib.load_predictions(
         os.path.join(benchmark_dir, predictions_lib.FILE_NAME))
   images, images_note = _gallery_images(benchmark, predictions, data_dir)

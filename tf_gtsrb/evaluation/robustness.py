@@ -1,6 +1,6 @@
 """Accuracy under the road-camera corruptions of `corruptions`: tables, JSON and a plot.
 
-  from tf_gtsrb.benchmark import runners
+  from tf_gtsrb.models import runners
   from tf_gtsrb.evaluation import robustness
   runner = runners.load_runner("models/traffic_sign_cnn_pruned_int8.tflite")
   result = robustness.evaluate(runner.predict, images, labels)   # uint8 test images
@@ -239,7 +239,7 @@ def evaluate_model_files(specs, data_dir, output_dir, split="test", kinds=None, 
   returns {name: result}. Images are corrupted at their stored size, then resized
   to each model's input by its runner.
   """
-  from tf_gtsrb.benchmark import runners  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.models import runners  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
   images, labels = input_pipeline.load_arrays(data_dir, split)
   models = {name: runners.load_runner(path, name=name) for name, path in specs.items()}

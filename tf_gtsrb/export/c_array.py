@@ -13,7 +13,7 @@ import re
 
 from tf_gtsrb import errors
 from tf_gtsrb import io_utils
-from tf_gtsrb.export import flatbuffer
+from tf_gtsrb.models import flatbuffer
 
 BYTES_PER_LINE = 12
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -30,7 +30,7 @@ from ai_edge_litert import schema_py_generated as schema
 import tf_gtsrb
 from tf_gtsrb import errors
 from tf_gtsrb.data.class_names import CLASS_NAMES
-from tf_gtsrb.export import flatbuffer
+from tf_gtsrb.models import flatbuffer
 from tf_gtsrb.export import labels as labels_lib
 from tf_gtsrb.export import metadata_schema_py_generated as meta_fb
 

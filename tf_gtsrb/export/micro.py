@@ -38,7 +38,7 @@ import sys
 import numpy as np
 
 from tf_gtsrb import errors
-from tf_gtsrb.export import flatbuffer
+from tf_gtsrb.models import flatbuffer
 
 ALIGNMENT = 16
 FIXED_OVERHEAD_BYTES = 1024

@@ -13,7 +13,7 @@ import numpy as np
 from tf_gtsrb import errors
 from tf_gtsrb import io_utils
 from tf_gtsrb.evaluation import pipeline_report
-from tf_gtsrb.export import flatbuffer
+from tf_gtsrb.models import flatbuffer
 
 FILES = {
     "baseline_float": "traffic_sign_cnn_float32.tflite",
@@ -205,7 +205,7 @@ def benchmark_metrics(benchmark, models_dir):
 def count_correct(model, images, labels):
   """How many of `images` (uint8 [N, S, S, 3]) the `.tflite` `model` (path or bytes)
   classifies as `labels`, run through LiteRT's reference kernels."""
-  from tf_gtsrb.benchmark import runners  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.models import runners  # pylint: disable=g-import-not-at-top
   runner = runners.TFLiteRunner(model, reference_kernels=True)
   predicted = np.argmax(runner.predict(images), axis=1)
   return int(np.sum(predicted == np.asarray(labels)))

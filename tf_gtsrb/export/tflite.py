@@ -16,7 +16,7 @@ import numpy as np
 
 from tf_gtsrb import errors
 from tf_gtsrb import io_utils
-from tf_gtsrb.export import flatbuffer
+from tf_gtsrb.models import flatbuffer
 
 MODES = ("int8", "float32", "float16", "dynamic")
 IO_TYPES = ("int8", "uint8")

@@ -1,4 +1,6 @@
-"""Model registry: `build_model(name, **kwargs)` for every architecture here."""
+"""Models: the architectures (`build_model(name, **kwargs)` for each), and reading and running
+model files: io (.keras, QAT included), flatbuffer (TensorFlow-free .tflite parsing),
+runners (LiteRT and Keras inference alike), from_tflite, ensemble."""
 
 import inspect
 

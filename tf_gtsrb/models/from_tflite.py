@@ -18,7 +18,7 @@ import numpy as np
 from ai_edge_litert import interpreter as litert
 
 from tf_gtsrb import errors
-from tf_gtsrb.export import flatbuffer
+from tf_gtsrb.models import flatbuffer
 from tf_gtsrb.models import traffic_sign_cnn
 
 # Training images a rebuilt model that will be trained further measures its BatchNorm

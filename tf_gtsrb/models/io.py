@@ -7,6 +7,7 @@ import zipfile
 from tf_gtsrb import errors
 from tf_gtsrb import io_utils
 from tf_gtsrb.keras import keras
+from tf_gtsrb.models import tfmot_files
 
 
 def save_model(model, path):
@@ -29,15 +30,14 @@ def save_model(model, path):
 def _inference_copy(model):
   """The model without optimizer or metric state, which tf_keras would otherwise save.
 
-  Quantization-aware models go through `quantization.saveable_copy`, the form
+  Quantization-aware models go through `tfmot_files.saveable_copy`, the form
   tfmot 0.8.1 QAT models can be loaded back from.
   """
-  from tf_gtsrb.compression import quantization  # pylint: disable=g-import-not-at-top
-  if quantization.is_quantize_aware(model):
-    return quantization.saveable_copy(model)
+  if tfmot_files.is_quantize_aware(model):
+    return tfmot_files.saveable_copy(model)
   if getattr(model, "optimizer", None) is None:
     return model
-  with quantization.tfmot_scope():
+  with tfmot_files.tfmot_scope():
     copy = keras.models.clone_model(model)
   copy.set_weights(model.get_weights())
   return copy
@@ -57,11 +57,10 @@ def load_model(path):
   if version.startswith("3"):
     raise errors.ModelError(f"{path}: saved by Keras {version}; this project reads models saved "
                             "by Keras 2 (tf_keras, TF_USE_LEGACY_KERAS=1)")
-  from tf_gtsrb.compression import quantization  # pylint: disable=g-import-not-at-top
   try:
-    if quantization.is_quantize_aware_file(path):
-      return quantization.load_quantize_aware(path)
-    with quantization.tfmot_scope():
+    if tfmot_files.is_quantize_aware_file(path):
+      return tfmot_files.load_quantize_aware(path)
+    with tfmot_files.tfmot_scope():
       return keras.models.load_model(path, compile=False)
   except Exception as e:  # Keras raises many types for a bad file.
     first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]

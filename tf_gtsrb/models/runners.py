@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from tf_gtsrb import errors
-from tf_gtsrb.export import flatbuffer
+from tf_gtsrb.models import flatbuffer
 
 DEFAULT_BATCH_SIZE = 32
 
