@@ -2,24 +2,25 @@
 model files: io (.keras, QAT included), flatbuffer (TensorFlow-free .tflite parsing),
 runners (LiteRT and Keras inference alike), from_tflite, ensemble."""
 
+import importlib
 import inspect
 
 from tf_gtsrb import errors
-from tf_gtsrb.models import alexnet
-from tf_gtsrb.models import traffic_sign_cnn
 
-_BUILDERS = {
-    "traffic_sign_cnn": traffic_sign_cnn.build,
-    "alexnet": alexnet.build,
+# Each architecture's module (holding `build`), imported when built: reading and running model
+# files (flatbuffer, runners) must not load TensorFlow.
+_BUILDER_MODULES = {
+    "traffic_sign_cnn": "tf_gtsrb.models.traffic_sign_cnn",
+    "alexnet": "tf_gtsrb.models.alexnet",
 }
 
-MODEL_NAMES = tuple(sorted(_BUILDERS))
+MODEL_NAMES = tuple(sorted(_BUILDER_MODULES))
 
 
 def build_model(name, **kwargs):
   """Builds the named model; unknown names or arguments raise ConfigError listing the known ones."""
   try:
-    builder = _BUILDERS[name]
+    builder = importlib.import_module(_BUILDER_MODULES[name]).build
   except KeyError:
     raise errors.ConfigError(
         f"unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}") from None
