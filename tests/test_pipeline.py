@@ -514,16 +514,27 @@ def test_failed_step_leaves_no_marker_and_runs_again(finished, tmp_path, monkeyp
 
 
 def test_failed_benchmark_does_not_pass_off_old_results(finished, tmp_path, monkeypatch):
+  """The failed run's error is shown; the previous benchmark set stays whole (byte for byte)
+  but no marker claims it is up to date, so the next run benchmarks again."""
+  from tf_gtsrb.benchmark import run as bench  # pylint: disable=g-import-not-at-top
   work_dir = _copy(finished, tmp_path)
+  previous = os.path.join(work_dir, "benchmark", "benchmark.json")
+  with open(previous, "rb") as f:
+    before = f.read()
   failing = tmp_path / "failing_python"  # Stands in for the interpreter the benchmark runs in.
   failing.write_text("#!/bin/sh\necho partial output\necho 'error: no data' >&2\nexit 1\n")
   failing.chmod(0o755)
-  monkeypatch.setattr(pipeline.sys, "executable", str(failing))
-  with pytest.raises(errors.GtsrbError, match=r"benchmark failed \(exit 1\):\nerror: no data"):
-    _run(_config(work_dir), force=["benchmark"])
-  assert not os.path.exists(os.path.join(work_dir, "benchmark", "benchmark.json"))
+  with monkeypatch.context() as patch:
+    patch.setattr(bench.sys, "executable", str(failing))
+    with pytest.raises(errors.GtsrbError, match=r"benchmark failed \(exit 1\):\nerror: no data"):
+      _run(_config(work_dir), force=["benchmark"])
+  with open(previous, "rb") as f:
+    assert f.read() == before
   assert not os.path.exists(_marker(work_dir, "benchmark"))
   assert os.path.exists(_marker(work_dir, "convert"))
+  _, lines = _run(_config(work_dir))
+  assert _status(lines) == {**{step: "skipped" for step in _through("convert")},
+                            "benchmark": "ran", "report": "ran"}
 
 
 @pytest.mark.parametrize("content", ["", "{\"fingerprint\": ", "[]", "{}"])
