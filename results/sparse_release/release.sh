@@ -2,7 +2,7 @@
 # The sparse NPU variant beside the released INT8 model (run from the repository root).
 # 1. Magnitude pruning to 50% zeros, 16 clusters per kernel, prune- and cluster-preserving QAT
 #    of the released INT8 model (rebuilt in float), distilled from the release's three teachers
-#    (declared before scoring; about 45 minutes on 2 cores beside another training):
+#    (declared before scoring; about 21 minutes on 2 cores beside another training):
 python results/experiments/sparse_release.py runs/gtsrb runs/sparse/s50c16d 0.5 16 6 2 train \
   results/teachers/real14_swa.keras,results/teachers/real3_swa_float32.tflite,results/teachers/real17_float32.tflite
 # 2. Its own metadata, as every released model has:
