@@ -234,6 +234,27 @@ def test_other_architectures_raise_model_error():
     channel_pruning.prune_channels(other, 10)
 
 
+def test_prune_step_without_epochs_prunes_and_scores_before(batches16):
+  model = _random_model()
+  pruned, record = channel_pruning.prune_and_fine_tune(
+      model, 50, None, None, 0, 1e-3, None, dropout=0.2, before_ds=batches16)
+  assert traffic_sign_cnn.channels_of(pruned) == (2, 4, 4, 8)
+  assert pruned.get_layer("dropout").rate == 0.2
+  assert record["channels_after"] == [2, 4, 4, 8] and record["val_accuracy"] is None
+  assert 0.0 <= record["accuracy_before_fine_tune"] <= 1.0
+  assert pruned.history is None and "swa" not in record
+
+
+@pytest.mark.slow
+def test_prune_step_fine_tunes_averages_and_logs(batches16, tmp_path):
+  pruned, record = channel_pruning.prune_and_fine_tune(
+      _random_model(), 25, batches16.repeat(), batches16, 1, 1e-3, 2, swa_epochs=2,
+      log_dir=str(tmp_path))
+  assert len(pruned.history.history["val_accuracy"]) == 1  # The fine-tune's, not the average's.
+  assert record["val_accuracy"] == record["swa"]["average_val_accuracy"]
+  assert sorted(os.listdir(tmp_path)) == ["fit", "swa"]
+
+
 def test_prune_summary():
   model = _random_model()
   kept = channel_pruning.select_channels(model, 25)

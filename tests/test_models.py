@@ -138,3 +138,46 @@ def test_unknown_builder_argument():
   with pytest.raises(errors.ConfigError, match="dense_units") as raised:
     build_model("traffic_sign_cnn", dense_units=16)
   assert "channels" in str(raised.value)  # Lists the arguments it takes.
+
+
+def _separable_params(channels, separable_blocks, num_classes=43):
+  """Trainable parameters counted by hand: the last blocks a 3x3 depthwise conv (with its BN)
+  then a 1x1 conv, the others bias-free 3x3 convs; BN after each conv, then the dense."""
+  inputs = (3,) + tuple(channels[:-1])
+  total = channels[-1] * num_classes + num_classes
+  for block, (i, o) in enumerate(zip(inputs, channels), start=1):
+    if block > len(channels) - separable_blocks:
+      total += 9 * i + 2 * i + i * o + 2 * o
+    else:
+      total += 9 * i * o + 2 * o
+  return total
+
+
+def test_separable_variant_counts_and_layers():
+  channels = (24, 64, 144, 320)
+  model = traffic_sign_cnn.build(channels=channels, separable_blocks=2)
+  assert _trainable(model) == _separable_params(channels, 2) == 86_963
+  assert traffic_sign_cnn.channels_of(model) == channels
+  names = [layer.name for layer in model.layers]
+  assert "dw3" in names and "dw4" in names and "dw2" not in names
+  assert model.get_layer("conv4").kernel_size == (1, 1)
+  assert model.get_layer("conv2").kernel_size == (3, 3)
+
+
+@pytest.mark.parametrize("separable_blocks", [-1, 4])
+def test_separable_blocks_out_of_range(separable_blocks):
+  with pytest.raises(errors.ConfigError, match="separable_blocks"):
+    traffic_sign_cnn.build(separable_blocks=separable_blocks)
+
+
+@pytest.mark.slow
+def test_separable_variant_converts_to_int8_after_qat(tmp_path):
+  """tfmot wraps the depthwise blocks for QAT and the converter makes them fully INT8."""
+  from tf_gtsrb.compression import quantization  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.export import tflite  # pylint: disable=g-import-not-at-top
+  model = traffic_sign_cnn.build(channels=(4, 8, 8, 16), input_size=16, separable_blocks=2)
+  qat_model = quantization.quantize_aware(model)
+  images = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3), np.uint8)
+  int8 = tflite.convert(qat_model, "int8", images)
+  tflite.check_fully_int8(int8)
+  assert "DEPTHWISE_CONV_2D" in tflite.list_ops(int8)

@@ -5,6 +5,7 @@ settings work on a copy of its work directory (markers keep absolute paths, so
 a copy reads the unchanged upstream files of the shared run).
 """
 
+import dataclasses
 import importlib
 import json
 import os
@@ -81,6 +82,11 @@ def _copy(finished, tmp_path):
   return work_dir
 
 
+def _as_json(record):
+  """A step record as its marker holds it."""
+  return json.loads(json.dumps(dataclasses.asdict(record)))
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
   """The whole job run once with tiny settings."""
@@ -94,10 +100,10 @@ def test_run_writes_every_output(finished):
   assert _status(finished["lines"]) == {step: "ran" for step in STEPS}
   for step in STEPS:
     marker = io_utils.read_json(_marker(work_dir, step))
-    assert marker["outputs"] == json.loads(json.dumps(results[step]))
+    assert marker["outputs"] == _as_json(results[step])
 
   # The INT8 flatbuffer: integer only, pixel - 128 input, 43 int8 outputs.
-  int8_path = results["convert"]["int8"]
+  int8_path = results["convert"].int8
   assert int8_path.startswith(os.path.join(work_dir, "convert"))
   with open(int8_path, "rb") as f:
     tflite.check_fully_int8(f.read())
@@ -111,7 +117,7 @@ def test_run_writes_every_output(finished):
   assert out["dtype"] == np.int8 and tuple(out["shape"]) == (1, 43)
 
   from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
-  images, _ = input_pipeline.load_arrays(results["prepare"]["dataset_dir"], "test", limit=8)
+  images, _ = input_pipeline.load_arrays(results["prepare"].dataset_dir, "test", limit=8)
   assert images.shape == (8, 32, 32, 3)
   out_scale, out_zero = out["quantization"]
   for image in images:
@@ -123,9 +129,9 @@ def test_run_writes_every_output(finished):
     assert abs(probabilities.sum() - 1.0) < 0.25  # Softmax, up to INT8 rounding.
 
   # The flatbuffers' validation accuracy, as the interpreter scores them image by image.
-  images, labels = input_pipeline.load_arrays(results["prepare"]["dataset_dir"], "validation")
+  images, labels = input_pipeline.load_arrays(results["prepare"].dataset_dir, "validation")
   for name in ("int8", "ptq_int8"):
-    scorer = Interpreter(model_path=results["convert"][name])
+    scorer = Interpreter(model_path=getattr(results["convert"], name))
     scorer.allocate_tensors()
     (inp,), (out,) = scorer.get_input_details(), scorer.get_output_details()
     scale, zero_point = inp["quantization"]
@@ -135,9 +141,9 @@ def test_run_writes_every_output(finished):
       scorer.set_tensor(inp["index"], quantized.astype(np.int8)[None])
       scorer.invoke()
       correct += int(scorer.get_tensor(out["index"])[0].argmax() == label)
-    assert results["convert"]["val_accuracy"][name] == pytest.approx(correct / len(labels))
-  with open(results["report"]["report_md"]) as f:
-    assert (f"pruned+QAT {100 * results['convert']['val_accuracy']['int8']:.2f}%, pruned+PTQ "
+    assert results["convert"].val_accuracy[name] == pytest.approx(correct / len(labels))
+  with open(results["report"].report_md) as f:
+    assert (f"pruned+QAT {100 * results['convert'].val_accuracy['int8']:.2f}%, pruned+PTQ "
             in f.read())
 
   convert_dir = os.path.join(work_dir, "convert")
@@ -145,7 +151,7 @@ def test_run_writes_every_output(finished):
     assert os.path.getsize(os.path.join(convert_dir, name)) > 0
   with open(os.path.join(convert_dir, "labels.txt")) as f:
     assert len(f.read().splitlines()) == 43
-  assert os.path.exists(results["convert"]["baseline_float32"])
+  assert os.path.exists(results["convert"].baseline_float32)
 
   # Pruning shrank the model (and the budget held).
   prune = io_utils.read_json(os.path.join(work_dir, "prune", "prune.json"))
@@ -153,16 +159,16 @@ def test_run_writes_every_output(finished):
   assert prune["macs_after"] <= prune["macs_before"] * SETTINGS["max_macs_percent"] / 100
 
   # The report: the two published tables and the targets.
-  with open(results["report"]["report_md"]) as f:
+  with open(results["report"].report_md) as f:
     report = f.read()
   assert "| Model | Accuracy (%)" in report
   assert "| Model | Inference Time (ms)" in report
   assert "## Targets" in report
-  report_json = io_utils.read_json(results["report"]["report_json"])
+  report_json = io_utils.read_json(results["report"].report_json)
   assert report_json["targets"]
   assert {"target", "measured", "met"} <= set(report_json["targets"][0])
   assert report_json["settings"]["latency_rounds"] == SETTINGS["latency_rounds"]
-  benchmark = io_utils.read_json(results["benchmark"]["benchmark"])
+  benchmark = io_utils.read_json(results["benchmark"].benchmark)
   assert all(m["latency"]["rounds"] == SETTINGS["latency_rounds"]
              for m in benchmark["models"].values())
 
@@ -178,6 +184,18 @@ def test_every_training_step_writes_tensorboard_logs_under_the_work_dir(finished
     assert history["learning_rate"] and len(history["loss"]) == len(history["learning_rate"])
 
 
+def test_a_marker_that_does_not_fit_its_record_reruns_the_step(finished, tmp_path):
+  """A marker from another version (its outputs not the step's record) claims nothing."""
+  work_dir = _copy(finished, tmp_path)
+  marker = io_utils.read_json(_marker(work_dir, "report"))
+  marker["outputs"]["from_another_version"] = True
+  io_utils.write_json(_marker(work_dir, "report"), marker)
+  results, lines = _run(_config(work_dir))
+  assert _status(lines) == {**{step: "skipped" for step in STEPS[:-1]}, "report": "ran"}
+  assert isinstance(results["report"], pipeline.ReportRecord)
+  assert "from_another_version" not in io_utils.read_json(_marker(work_dir, "report"))["outputs"]
+
+
 def test_second_run_skips_every_step(finished):
   work_dir = finished["work_dir"]
   before = _marker_mtimes(work_dir)
@@ -185,7 +203,8 @@ def test_second_run_skips_every_step(finished):
   assert _status(lines) == {step: "skipped" for step in STEPS}
   assert not any("running" in line for line in lines)
   assert _marker_mtimes(work_dir) == before
-  assert results == json.loads(json.dumps(finished["results"]))
+  assert {step: _as_json(r) for step, r in results.items()} == {
+      step: _as_json(r) for step, r in finished["results"].items()}
 
 
 def test_changed_setting_reruns_that_step_and_later_ones(finished, tmp_path):
@@ -197,10 +216,10 @@ def test_changed_setting_reruns_that_step_and_later_ones(finished, tmp_path):
                     "benchmark": "ran", "report": "ran"}
   after = _marker_mtimes(work_dir)
   assert all(after[step] == before[step] for step in _through("convert"))
-  benchmark = io_utils.read_json(results["benchmark"]["benchmark"])
-  assert results["benchmark"]["benchmark"].startswith(str(work_dir))
+  benchmark = io_utils.read_json(results["benchmark"].benchmark)
+  assert results["benchmark"].benchmark.startswith(str(work_dir))
   assert all(m["latency"]["rounds"] == 6 for m in benchmark["models"].values())
-  assert io_utils.read_json(results["report"]["report_json"])["settings"]["latency_rounds"] == 6
+  assert io_utils.read_json(results["report"].report_json)["settings"]["latency_rounds"] == 6
 
   # And now it is up to date with the new setting.
   _, lines = _run(_config(work_dir, latency_rounds=6))
@@ -337,10 +356,10 @@ def test_weight_averaging_added_to_a_finished_run_averages_without_retraining(fi
   assert not any("again from scratch" in line for line in lines)
   with open(history, "rb") as f:
     assert f.read() == trained_history
-  assert results["train"]["model"] == os.path.join(work_dir, "train", "swa.keras")
-  assert 0.0 <= results["train"]["average_val_accuracy"] <= 1.0
-  assert model_io.load_model(results["train"]["model"]).output_shape == (None, 43)
-  with open(results["report"]["report_md"]) as f:
+  assert results["train"].model == os.path.join(work_dir, "train", "swa.keras")
+  assert 0.0 <= results["train"].average_val_accuracy <= 1.0
+  assert model_io.load_model(results["train"].model).output_shape == (None, 43)
+  with open(results["report"].report_md) as f:
     assert "after weight averaging" in f.read()
 
 
@@ -363,11 +382,11 @@ def test_pruned_model_weight_averaging_saves_the_average_taught_like_the_fine_tu
   assert kwargs["teacher"] is not None and kwargs["distill_mixup"] == 0.4
   record = io_utils.read_json(os.path.join(work_dir, "prune", "prune.json"))
   assert record["swa"]["epochs"] == 1
-  assert results["prune"]["val_accuracy"] == record["swa"]["average_val_accuracy"]
-  saved = model_io.load_model(results["prune"]["model"])
+  assert results["prune"].val_accuracy == record["swa"]["average_val_accuracy"]
+  saved = model_io.load_model(results["prune"].model)
   for saved_weights, averaged_weights in zip(saved.get_weights(), model.get_weights()):
     np.testing.assert_array_equal(saved_weights, averaged_weights)
-  with open(results["report"]["report_md"]) as f:
+  with open(results["report"].report_md) as f:
     assert (f"validation accuracy {100 * record['swa']['average_val_accuracy']:.2f}% after "
             "weight averaging") in f.read()
 
@@ -375,16 +394,16 @@ def test_pruned_model_weight_averaging_saves_the_average_taught_like_the_fine_tu
 def test_final_fit_without_validation_split_runs_every_step(tmp_path):
   results, lines = _run(_config(tmp_path / "work", val_fraction=0.0))
   assert _status(lines) == {step: "ran" for step in STEPS}
-  assert "validation" not in results["prepare"]["splits"]
-  assert "-val0-" in results["prepare"]["config"]
-  assert results["train"]["best_val_accuracy"] is None
-  assert results["prune"]["val_accuracy"] is None and results["qat"]["val_accuracy"] is None
-  with open(results["report"]["report_md"]) as f:
+  assert "validation" not in results["prepare"].splits
+  assert "-val0-" in results["prepare"].config
+  assert results["train"].best_val_accuracy is None
+  assert results["prune"].val_accuracy is None and results["qat"].val_accuracy is None
+  with open(results["report"].report_md) as f:
     report = f.read()
   # Baseline, pruned, QAT, and the two INT8 flatbuffers' accuracy.
   assert report.count("n/a (no validation split") == 5
-  assert results["convert"]["val_accuracy"] == {"int8": None, "ptq_int8": None}
-  with open(results["convert"]["int8"], "rb") as f:
+  assert results["convert"].val_accuracy == {"int8": None, "ptq_int8": None}
+  with open(results["convert"].int8, "rb") as f:
     assert not tflite.integer_problems(f.read())
 
 
@@ -410,8 +429,8 @@ def test_fine_tune_on_validation_trains_the_compressed_models_on_both_splits(
                             **{step: "ran" for step in STEPS[3:]}}
   assert splits == ["train+validation"] * 2  # Pruning fine-tune, then QAT.
   assert validations and all(v is None for v in validations)
-  assert results["prune"]["val_accuracy"] is None and results["qat"]["val_accuracy"] is None
-  with open(results["report"]["report_md"]) as f:
+  assert results["prune"].val_accuracy is None and results["qat"].val_accuracy is None
+  with open(results["report"].report_md) as f:
     report = f.read()
   assert report.count("n/a (fine-tuned on the validation tracks too") == 4
   assert "n/a (no validation split" not in report  # The baseline's is measured.
@@ -421,7 +440,7 @@ def test_given_baseline_model_is_compressed_without_training(finished, tmp_path,
   from tf_gtsrb.training import trainer  # pylint: disable=g-import-not-at-top
   work_dir = _copy(finished, tmp_path)
   given = str(tmp_path / "mine.keras")
-  shutil.copy(finished["results"]["train"]["model"], given)
+  shutil.copy(finished["results"]["train"].model, given)
 
   def no_training(*args, **kwargs):
     raise AssertionError("a given baseline must not be trained")
@@ -429,17 +448,17 @@ def test_given_baseline_model_is_compressed_without_training(finished, tmp_path,
   results, lines = _run(_config(work_dir, baseline_model=given))
   assert _status(lines) == {"prepare": "skipped", **{step: "ran" for step in STEPS[1:]}}
   train = results["train"]
-  assert train["given"] == given and train["model"] == str(work_dir / "train" / "baseline.keras")
+  assert train.given == given and train.model == str(work_dir / "train" / "baseline.keras")
   np.testing.assert_array_equal(
-      model_io.load_model(train["model"]).get_layer("conv1").get_weights()[0],
+      model_io.load_model(train.model).get_layer("conv1").get_weights()[0],
       model_io.load_model(given).get_layer("conv1").get_weights()[0])
-  assert 0.0 <= train["best_val_accuracy"] <= 1.0
-  with open(results["report"]["report_md"]) as f:
+  assert 0.0 <= train.best_val_accuracy <= 1.0
+  with open(results["report"].report_md) as f:
     assert f"Baseline {given} (given), validation accuracy" in f.read()
   _, lines = _run(_config(work_dir, baseline_model=given))
   assert _status(lines) == {step: "skipped" for step in STEPS}
 
-  model_io.save_model(model_io.load_model(results["prune"]["model"]), given)  # Changed file.
+  model_io.save_model(model_io.load_model(results["prune"].model), given)  # Changed file.
   _, lines = _run(_config(work_dir, baseline_model=given), only="train")
   assert _status(lines) == {"prepare": "skipped", "train": "ran"}
 
@@ -447,21 +466,21 @@ def test_given_baseline_model_is_compressed_without_training(finished, tmp_path,
 def test_given_baseline_may_be_a_float_tflite_export(finished, tmp_path):
   from tf_gtsrb.export import tflite  # pylint: disable=g-import-not-at-top
   work_dir = _copy(finished, tmp_path)
-  trained = model_io.load_model(finished["results"]["train"]["model"])
+  trained = model_io.load_model(finished["results"]["train"].model)
   given = tmp_path / "released_float32.tflite"
   given.write_bytes(tflite.convert(trained, "float32"))
   results, lines = _run(_config(work_dir, baseline_model=str(given)), only="train")
   assert _status(lines) == {"prepare": "skipped", "train": "ran"}
-  rebuilt = model_io.load_model(results["train"]["model"])
+  rebuilt = model_io.load_model(results["train"].model)
   images = np.random.default_rng(0).random((8, *trained.input_shape[1:]), np.float32)
   np.testing.assert_allclose(rebuilt.predict(images, verbose=0), trained.predict(images, verbose=0),
                              atol=1e-5)
   # BatchNorm statistics measured on training images, not left at mean 0 and variance 1.
   assert np.abs(rebuilt.get_layer("bn1").moving_mean.numpy()).max() > 0
   from tf_gtsrb.evaluation import evaluate  # pylint: disable=g-import-not-at-top
-  measured = evaluate.evaluate_keras_model(trained, results["prepare"]["dataset_dir"],
+  measured = evaluate.evaluate_keras_model(trained, results["prepare"].dataset_dir,
                                            "validation", 32)["metrics"]["accuracy"]
-  assert results["train"]["best_val_accuracy"] == pytest.approx(measured)
+  assert results["train"].best_val_accuracy == pytest.approx(measured)
 
 
 def test_given_baseline_that_is_not_a_traffic_sign_cnn(finished, tmp_path):
@@ -480,7 +499,7 @@ def test_forced_step_reruns_the_steps_after_it(finished, tmp_path, monkeypatch):
   outputs = io_utils.read_json(_marker(work_dir, "benchmark"))["outputs"]
   calls = []
   monkeypatch.setattr(pipeline.Pipeline, "_benchmark",
-                      lambda self, results: calls.append(1) or outputs)
+                      lambda self, results: calls.append(1) or pipeline.BenchmarkRecord(**outputs))
   _, lines = _run(_config(work_dir), force=["benchmark"])
   assert calls == [1]
   assert _status(lines) == {**{step: "skipped" for step in _through("convert")},
@@ -508,7 +527,7 @@ def test_failed_step_leaves_no_marker_and_runs_again(finished, tmp_path, monkeyp
   assert _status(lines) == {**{step: "skipped" for step in _through("qat")}, "convert": "ran"}
   assert os.path.exists(_marker(work_dir, "convert"))
   assert set(results) == set(_through("convert"))
-  assert results["convert"]["conversion"]["num_calibration_images"] == 32
+  assert results["convert"].conversion["num_calibration_images"] == 32
   with open(partial, "rb") as f:
     tflite.check_fully_int8(f.read())
 
@@ -554,8 +573,8 @@ def test_rebuilt_dataset_retrains_from_scratch(finished, tmp_path):
   results, lines = _run(_config(work_dir, balance_target=11), only="train")
   assert _status(lines) == {"prepare": "ran", "train": "ran"}
   assert any("from scratch" in line for line in lines)
-  new_dataset = results["prepare"]["dataset_dir"]
-  assert new_dataset != finished["results"]["prepare"]["dataset_dir"]
+  new_dataset = results["prepare"].dataset_dir
+  assert new_dataset != finished["results"]["prepare"].dataset_dir
   saved = io_utils.read_json(os.path.join(work_dir, "train", "config.json"))
   assert saved["data_dir"] == new_dataset
   assert os.path.exists(_marker(work_dir, "train"))
@@ -569,8 +588,8 @@ def test_other_data_in_the_same_work_dir_rebuilds_the_dataset(finished, tmp_path
   archive_dir = layout.write(tmp_path / "archives")
   results, lines = _run(_config(work_dir, archive_dir=archive_dir), only="prepare")
   assert _status(lines) == {"prepare": "ran"}
-  assert results["prepare"]["splits"]["test"] == 4  # Not the sample's 430.
-  assert results["prepare"]["dataset_dir"] == finished["results"]["prepare"]["dataset_dir"].replace(
+  assert results["prepare"].splits["test"] == 4  # Not the sample's 430.
+  assert results["prepare"].dataset_dir == finished["results"]["prepare"].dataset_dir.replace(
       finished["work_dir"], str(work_dir))
   extra = ["00099.ppm", *layout.test_rows[0][1:]]  # The same path, other content.
   layout.test_rows.append(extra)
@@ -579,24 +598,24 @@ def test_other_data_in_the_same_work_dir_rebuilds_the_dataset(finished, tmp_path
   layout.write(tmp_path / "archives")
   results, lines = _run(_config(work_dir, archive_dir=archive_dir), only="prepare")
   assert _status(lines) == {"prepare": "ran"}
-  assert results["prepare"]["splits"]["test"] == 5
+  assert results["prepare"].splits["test"] == 5
 
 
 def test_corruption_subset_adds_robustness_to_the_benchmark_and_the_reports(finished, tmp_path):
   work_dir = _copy(finished, tmp_path)
   results, lines = _run(_config(work_dir, corruption_subset=30))
   assert {s for s, v in _status(lines).items() if v == "ran"} == {"benchmark", "report"}
-  scores = io_utils.read_json(results["benchmark"]["robustness"])
+  scores = io_utils.read_json(results["benchmark"].robustness)
   assert set(scores) == {"baseline (TFLite float32)", "pruned+QAT (TFLite INT8)"}
   assert all(r["num_images"] == 30 and len(r["accuracy"]) == 13 for r in scores.values())
-  report_md = open(results["report"]["report_md"]).read()
+  report_md = open(results["report"].report_md).read()
   assert "## Robustness to corruptions" in report_md and "on 30 test images" in report_md
-  report_html = open(results["report"]["report_html"]).read()
+  report_html = open(results["report"].report_html).read()
   assert "no corruption benchmark" not in report_html and "severity 5" in report_html
   results, lines = _run(_config(work_dir))  # Off again: no stale robustness left behind.
-  assert "robustness" not in results["benchmark"]
+  assert results["benchmark"].robustness is None
   assert not os.path.exists(os.path.join(work_dir, "benchmark", "robustness.json"))
-  assert "## Robustness" not in open(results["report"]["report_md"]).read()
+  assert "## Robustness" not in open(results["report"].report_md).read()
 
 
 def test_sparsify_step_zeros_and_clusters_reach_the_int8_flatbuffer(finished, tmp_path):
@@ -613,20 +632,20 @@ def test_sparsify_step_zeros_and_clusters_reach_the_int8_flatbuffer(finished, tm
   record = io_utils.read_json(os.path.join(work_dir, "sparsify", "sparsify.json"))
   assert record["kernel_sparsity"] >= 0.45
   assert max(record["unique_weights"].values()) <= 4 + 1  # The clusters and the zero.
-  with open(results["convert"]["int8"], "rb") as f:
+  with open(results["convert"].int8, "rb") as f:
     kernels = synthetic.int8_kernels(f.read())
   for index, kernel in kernels.items():
     assert np.mean(kernel == 0) >= 0.45, index
     for channel in kernel.reshape(kernel.shape[0], -1):
       assert np.unique(channel[channel != 0]).size <= 4, index
   assert "Magnitude pruning to 50% sparsity, clustered to 4 values" in open(
-      results["report"]["report_md"]).read()
+      results["report"].report_md).read()
 
   results, lines = _run(_config(work_dir))
-  assert results["sparsify"]["model"] == results["prune"]["model"]
-  with open(results["convert"]["int8"], "rb") as f:
+  assert results["sparsify"].model == results["prune"].model
+  with open(results["convert"].int8, "rb") as f:
     assert all(np.mean(k == 0) < 0.2 for k in synthetic.int8_kernels(f.read()).values())
-  assert "Magnitude pruning" not in open(results["report"]["report_md"]).read()
+  assert "Magnitude pruning" not in open(results["report"].report_md).read()
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -678,7 +697,7 @@ def test_killed_run_resumes_when_started_again(tmp_path, capfd):
   epochs = settings["epochs"]
   assert f"Epoch 1/{epochs}" not in keras_output  # Resumed, not started again.
   assert f"Epoch {epochs}/{epochs}" in keras_output
-  assert os.path.exists(results["report"]["report_md"])
+  assert os.path.exists(results["report"].report_md)
 
 
 @pytest.mark.parametrize("kwargs", [{"force": ["trian"]}, {"only": "reprot"},

@@ -131,12 +131,12 @@ def test_recipe_file_parses_with_the_pipelines_flags(path):
 
 def test_a_failed_agreement_check_is_reported_and_a_passed_one_is_not():
   from tf_gtsrb_tools import pipeline as pipeline_tool  # pylint: disable=g-import-not-at-top
-  failed = {"benchmark": {"agreement": {"agreement": 0.9814, "min_agreement": 0.99,
-                                        "passed": False}}}
+  agreement = {"agreement": 0.9814, "min_agreement": 0.99, "passed": False}
+  failed = {"benchmark": pipeline.BenchmarkRecord("benchmark.json", agreement)}
   assert "98.14%" in pipeline_tool.failed_check(failed)
-  failed["benchmark"]["agreement"]["passed"] = True
+  agreement["passed"] = True
   assert pipeline_tool.failed_check(failed) is None
-  assert pipeline_tool.failed_check({"report": {}}) is None
+  assert pipeline_tool.failed_check({}) is None  # Stopped before the benchmark.
 
 
 TRAIN_CONFIG_FILES = sorted(glob.glob(os.path.join(REPO, "configs", "train", "*.flags")))

@@ -102,6 +102,27 @@ def test_cluster_preserving_qat_round_trips(cnn16, batches16, images, tmp_path):
   _round_trip(qat_model, images, tmp_path)
 
 
+@pytest.mark.slow
+def test_qat_step_clusters_first_and_records_what_it_kept(cnn16, batches16, tmp_path):
+  """`run_qat` (the pipeline's and gtsrb-qat's QAT step) with clusters: kernels keep at most
+  that many values through QAT, sparsity is detected from the input, TensorBoard logs both
+  phases."""
+  sparse = synthetic.random_sparse_copy(cnn16)
+  qat_model, record = quantization.run_qat(
+      sparse, batches16.repeat(), batches16, epochs=1, learning_rate=1e-4, steps_per_epoch=2,
+      clusters=4, log_dir=str(tmp_path / "logs"), verbose=0)
+  assert tfmot_files.is_quantize_aware(qat_model)
+  assert record["preserve_sparsity"] and record["preserve_clusters"] and record["clusters"] == 4
+  assert record["input_sparsity"] >= mp.SPARSE_THRESHOLD
+  assert record["sparsity"]["sparsity"] >= record["input_sparsity"] - 1e-9
+  for name, kernel in _wrapped_kernels(qat_model).items():  # Per output channel (CQAT).
+    channels = kernel.reshape(-1, kernel.shape[-1]).T
+    assert max(np.unique(c).size for c in channels) <= 4 + 1, name  # Clusters and the zero.
+  assert set(record["unique_weights"]) == set(_wrapped_kernels(qat_model))
+  assert 0.0 <= record["val_accuracy"] <= 1.0
+  assert sorted(os.listdir(tmp_path / "logs")) == ["cluster", "fit"]
+
+
 def test_quantize_aware_needs_a_float_model(cnn16):
   with pytest.raises(errors.ModelError, match="wrapped"):
     quantization.quantize_aware(mp.apply_magnitude_pruning(cnn16, 0.5, end_step=10))

@@ -35,6 +35,90 @@ UPSTREAM = {"prepare": (), "train": ("prepare",), "analyze": ("prepare", "train"
             "benchmark": ("convert",), "report": ("benchmark",)}
 
 
+# What each step produced: typed records, kept as JSON in the step's marker.
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepareRecord:
+  """The prepared dataset (`prepare.prepare_dataset`'s summary)."""
+  dataset_dir: str
+  config: str
+  source_dir: str
+  source_fingerprint: str
+  splits: dict
+  skipped: int
+  missing_classes: dict
+  class_counts: dict
+  seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainRecord:
+  """The baseline the later steps use (trained, weight-averaged, or `given`)."""
+  model: str
+  best_val_accuracy: Optional[float]
+  average_val_accuracy: Optional[float] = None
+  given: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalyzeRecord:
+  recommended_percentages: dict
+  analysis: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PruneRecord:
+  model: str
+  channels: list
+  val_accuracy: Optional[float]
+
+
+@dataclasses.dataclass(frozen=True)
+class SparsifyRecord:
+  """The model QAT starts from; `kernel_sparsity` None when the step passed it through."""
+  model: str
+  val_accuracy: Optional[float]
+  kernel_sparsity: Optional[float] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class QatRecord:
+  model: str
+  val_accuracy: Optional[float]
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvertRecord:
+  """The flatbuffers, `export.export_model`'s record of the INT8 one (`conversion`) and
+  their validation accuracies by LiteRT (None after a final fit)."""
+  int8: str
+  ptq_int8: str
+  baseline_float32: str
+  conversion: dict
+  val_accuracy: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkRecord:
+  benchmark: str
+  agreement: Optional[dict]
+  robustness: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportRecord:
+  report_md: str
+  report_json: str
+  report_html: str
+  targets_met: bool
+
+
+RECORDS = {"prepare": PrepareRecord, "train": TrainRecord, "analyze": AnalyzeRecord,
+           "prune": PruneRecord, "sparsify": SparsifyRecord, "qat": QatRecord,
+           "convert": ConvertRecord, "benchmark": BenchmarkRecord, "report": ReportRecord}
+
+
 def _setting(default, step, help, **metadata):  # pylint: disable=redefined-builtin
   """A PipelineConfig field: `step` is the first step whose outputs it changes (None: not
   part of a run's identity), `help` the flag's help text."""
@@ -286,22 +370,24 @@ class Pipeline:
       settings, upstream = self._inputs(step)
       fingerprint = _fingerprint(settings, [self.fingerprints[u] for u in upstream])
       marker = self._marker(step)
-      done = (os.path.exists(marker) and _read_marker(marker).get("fingerprint") == fingerprint
-              and not ran.intersection(upstream))
+      recorded = _read_marker(marker)
+      done = (recorded.get("fingerprint") == fingerprint and not ran.intersection(upstream)
+              and _record(step, recorded.get("outputs")) is not None)
       if done and step not in force:
         self.log(f"[{step}] up to date, skipped")
-        results[step] = _read_marker(marker)["outputs"]
+        results[step] = _record(step, recorded["outputs"])
       else:
         if os.path.exists(marker):
           os.remove(marker)  # Outputs about to change: no stale "complete" claim.
         self.log(f"[{step}] running")
         start = time.time()
         self._running = (fingerprint, step in force)
-        outputs = getattr(self, f"_{step}")(results)
+        record = getattr(self, f"_{step}")(results)
         ran.add(step)
-        io_utils.write_json(marker, {"fingerprint": fingerprint, "outputs": outputs,
+        io_utils.write_json(marker, {"fingerprint": fingerprint,
+                                     "outputs": dataclasses.asdict(record),
                                      "seconds": round(time.time() - start, 1)})
-        results[step] = outputs
+        results[step] = record
         self.log(f"[{step}] done in {time.time() - start:.0f} s")
       self.fingerprints[step] = fingerprint
       if step == only:
@@ -352,7 +438,7 @@ class Pipeline:
     from tf_gtsrb.training import compile as compile_lib  # pylint: disable=g-import-not-at-top
     return compile_lib.training_logs(os.path.join(self.dirs[step], "logs", phase))
 
-  # Steps. Each returns a JSON-ready dict of what it produced.
+  # Steps. Each returns its record (RECORDS) of what it produced.
 
   def _prepare(self, results):
     from tf_gtsrb.data import prepare  # pylint: disable=g-import-not-at-top
@@ -362,7 +448,7 @@ class Pipeline:
         image_size=c.image_size, balance_target=c.balance_target, split_seed=c.seed,
         val_fraction=c.val_fraction)
     self.log(prepare.summary_table(summary))
-    return summary
+    return PrepareRecord(**summary)
 
   def _train(self, results):
     from tf_gtsrb.training import trainer  # pylint: disable=g-import-not-at-top
@@ -370,7 +456,7 @@ class Pipeline:
     if c.baseline_model:
       return self._given_baseline(results)
     config = trainer.TrainConfig(
-        data_dir=results["prepare"]["dataset_dir"], model_dir=self.dirs["train"],
+        data_dir=results["prepare"].dataset_dir, model_dir=self.dirs["train"],
         epochs=c.epochs, batch_size=c.batch_size, learning_rate=c.learning_rate,
         label_smoothing=c.label_smoothing, seed=c.seed, steps_per_epoch=c.steps_per_epoch,
         model_kwargs={"dropout": c.dropout}, teacher=c.teacher or "",
@@ -401,13 +487,11 @@ class Pipeline:
         raise
       self.log("[train] the saved run cannot be resumed: training again from scratch")
       history = trainer.train(config, overwrite=True, verbose=2)
-    outputs = {"model": os.path.join(self.dirs["train"], "model.keras"),
-               "best_val_accuracy": _best(history)}
-    if c.swa_epochs:
-      averaged = io_utils.read_json(os.path.join(self.dirs["train"], "swa.json"))
-      outputs.update(model=os.path.join(self.dirs["train"], "swa.keras"),
-                     average_val_accuracy=averaged["average_val_accuracy"])
-    return outputs
+    if not c.swa_epochs:
+      return TrainRecord(os.path.join(self.dirs["train"], "model.keras"), _best(history))
+    averaged = io_utils.read_json(os.path.join(self.dirs["train"], "swa.json"))
+    return TrainRecord(os.path.join(self.dirs["train"], "swa.keras"), _best(history),
+                       average_val_accuracy=averaged["average_val_accuracy"])
 
   def _given_baseline(self, results):
     """The train step for a given baseline_model: checks it, copies it into train/ (a float
@@ -420,7 +504,7 @@ class Pipeline:
     from tf_gtsrb.models import from_tflite
     from tf_gtsrb.models import io as model_io
     c = self.config
-    data_dir = results["prepare"]["dataset_dir"]
+    data_dir = results["prepare"].dataset_dir
     if c.baseline_model.endswith(".tflite"):
       model = from_tflite.load_for_training(c.baseline_model, data_dir)
     else:
@@ -438,23 +522,21 @@ class Pipeline:
     if input_pipeline.has_split(data_dir, "validation"):
       accuracy = evaluate.evaluate_keras_model(model, data_dir, "validation",
                                                c.batch_size)["metrics"]["accuracy"]
-    return {"model": path, "given": os.path.abspath(c.baseline_model),
-            "best_val_accuracy": accuracy}
+    return TrainRecord(path, accuracy, given=os.path.abspath(c.baseline_model))
 
   def _analyze(self, results):
     # pylint: disable=g-import-not-at-top
     from tf_gtsrb.compression import analysis
     from tf_gtsrb.data import input_pipeline
     from tf_gtsrb.models import io as model_io
-    model = model_io.load_model(results["train"]["model"])
-    images, _ = input_pipeline.load_arrays(results["prepare"]["dataset_dir"], "train",
+    model = model_io.load_model(results["train"].model)
+    images, _ = input_pipeline.load_arrays(results["prepare"].dataset_dir, "train",
                                            limit=1000)
     report = analysis.analyze_model(model, input_pipeline.to_float(images), seed=self.config.seed)
     recommended = analysis.recommend_prune_percentages(report)
     analysis.write_analysis_report(report, recommended, self.dirs["analyze"])
     self.log(analysis.markdown_table(report, recommended))
-    return {"recommended_percentages": recommended,
-            "analysis": os.path.join(self.dirs["analyze"], "analysis.json")}
+    return AnalyzeRecord(recommended, os.path.join(self.dirs["analyze"], "analysis.json"))
 
   def _fine_tune_split(self):
     """The split the pruning and QAT fine-tunes train on."""
@@ -465,7 +547,7 @@ class Pipeline:
     from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
     c = self.config
     return input_pipeline.fine_tune_datasets(
-        results["prepare"]["dataset_dir"], c.batch_size, seed=c.seed, steps=c.steps_per_epoch,
+        results["prepare"].dataset_dir, c.batch_size, seed=c.seed, steps=c.steps_per_epoch,
         on_validation=c.fine_tune_on_validation)
 
   def _prune(self, results):
@@ -475,58 +557,46 @@ class Pipeline:
     from tf_gtsrb.models import io as model_io
     from tf_gtsrb.models import traffic_sign_cnn
     from tf_gtsrb.training import compile as compile_lib
-    from tf_gtsrb.training import swa
     c = self.config
-    model = model_io.load_model(results["train"]["model"])
-    percentages = (results["analyze"]["recommended_percentages"]
+    model = model_io.load_model(results["train"].model)
+    percentages = (results["analyze"].recommended_percentages
                    if c.prune_percentages == "analysis"
                    else channel_pruning.percentages_from_text(c.prune_percentages))
     percentages = channel_pruning.fit_to_budget(
         traffic_sign_cnn.channels_of(model), percentages, max_params=c.max_params,
         max_macs=int(complexity.count_macs(model) * c.max_macs_percent / 100),
         input_size=model.input_shape[1])
-    kept = channel_pruning.select_channels(model, percentages, c.prune_criterion)
-    pruned = channel_pruning.prune_kept(model, kept, dropout=c.prune_dropout)
     train_ds, val_ds, steps = self._datasets(results)
-    teacher = self._pruned_model_teacher(model) if c.distill_pruning else None
-    history = compile_lib.fine_tune(pruned, train_ds, val_ds, c.prune_epochs,
-                                    learning_rate=compile_lib.cosine_decay(
-                                        c.prune_learning_rate, c.prune_epochs * steps),
-                                    label_smoothing=c.label_smoothing, steps_per_epoch=steps,
-                                    teacher=teacher, distill_mixup=c.distill_mixup,
-                                    callbacks=self._training_logs("prune"))
-    record = channel_pruning.describe_pruning(model, pruned, kept, percentages, c.prune_criterion)
-    record["val_accuracy"] = _last(history.history)
-    if c.prune_swa_epochs:
-      record["swa"] = swa.average_weights(
-          pruned, train_ds, val_ds, c.prune_swa_epochs, steps, c.prune_swa_learning_rate,
-          label_smoothing=c.label_smoothing, teacher=teacher, distill_mixup=c.distill_mixup,
-          callbacks=self._training_logs("prune", "swa"))
-      record["val_accuracy"] = record["swa"]["average_val_accuracy"]
+    pruned, record = channel_pruning.prune_and_fine_tune(
+        model, percentages, train_ds, val_ds, c.prune_epochs,
+        compile_lib.cosine_decay(c.prune_learning_rate, c.prune_epochs * steps), steps,
+        criterion=c.prune_criterion, dropout=c.prune_dropout, swa_epochs=c.prune_swa_epochs,
+        swa_learning_rate=c.prune_swa_learning_rate,
+        log_dir=os.path.join(self.dirs["prune"], "logs"), label_smoothing=c.label_smoothing,
+        **self._distillation(model, c.distill_pruning))
+    history = pruned.history
     path = os.path.join(self.dirs["prune"], "pruned.keras")
     model_io.save_model(pruned, path)
     io_utils.write_json(os.path.join(self.dirs["prune"], "prune.json"), record)
     _write_history(self.dirs["prune"], history)
-    return {"model": path, "channels": record.get("channels_after"),
-            "val_accuracy": record["val_accuracy"]}
+    return PruneRecord(path, record["channels_after"], record["val_accuracy"])
 
   def _sparsify(self, results):
     """tfmot magnitude pruning, then clustering, of the channel-pruned model; with both
     off, the pruned model passes through unchanged."""
     c = self.config
     if not (c.sparsity or c.clusters):
-      return {"model": results["prune"]["model"], "val_accuracy": results["prune"]["val_accuracy"]}
+      return SparsifyRecord(results["prune"].model, results["prune"].val_accuracy)
     # pylint: disable=g-import-not-at-top
     from tf_gtsrb.compression import clustering
     from tf_gtsrb.compression import magnitude_pruning
     from tf_gtsrb.models import io as model_io
     from tf_gtsrb.training import compile as compile_lib
-    model = model_io.load_model(results["prune"]["model"])
+    model = model_io.load_model(results["prune"].model)
     train_ds, val_ds, steps = self._datasets(results)
-    distillation = {"label_smoothing": c.label_smoothing}
-    if c.distill_pruning:
-      distillation.update(teacher=self._pruned_model_teacher(
-          model_io.load_model(results["train"]["model"])), distill_mixup=c.distill_mixup)
+    baseline = model_io.load_model(results["train"].model) if c.distill_pruning else None
+    distillation = {"label_smoothing": c.label_smoothing,
+                    **self._distillation(baseline, c.distill_pruning)}
     record = {"sparsity": c.sparsity, "clusters": c.clusters or None}
     history = None
     if c.sparsity:
@@ -546,20 +616,23 @@ class Pipeline:
       history = model.history
       record["unique_weights"] = clustering.unique_weight_counts(model)
     record["kernel_sparsity"] = magnitude_pruning.sparsity_report(model)["sparsity"]
-    record["val_accuracy"] = _last(history.history)
+    record["val_accuracy"] = compile_lib.last_val_accuracy(history)
     path = os.path.join(self.dirs["sparsify"], "sparse.keras")
     model_io.save_model(model, path)
     io_utils.write_json(os.path.join(self.dirs["sparsify"], "sparsify.json"), record)
     _write_history(self.dirs["sparsify"], history)
-    return {"model": path, "val_accuracy": record["val_accuracy"],
-            "kernel_sparsity": record["kernel_sparsity"]}
+    return SparsifyRecord(path, record["val_accuracy"], record["kernel_sparsity"])
 
-  def _pruned_model_teacher(self, baseline):
-    """The baseline, averaged with pruning_teachers when given (`ensemble.average`)."""
+  def _distillation(self, baseline, distil):
+    """The fine-tune's teacher settings: with `distil`, the `baseline` averaged with
+    pruning_teachers (`ensemble.average`) and distill_mixup; otherwise none."""
+    if not distil:
+      return {}
     from tf_gtsrb.models import ensemble  # pylint: disable=g-import-not-at-top
     paths = self.config.pruning_teachers
     extra = ensemble.teacher_paths(paths) if paths else []
-    return ensemble.average([baseline] + [ensemble.load_member(p) for p in extra])
+    return {"teacher": ensemble.average([baseline] + [ensemble.load_member(p) for p in extra]),
+            "distill_mixup": self.config.distill_mixup}
 
   def _qat(self, results):
     # pylint: disable=g-import-not-at-top
@@ -567,25 +640,19 @@ class Pipeline:
     from tf_gtsrb.models import io as model_io
     from tf_gtsrb.training import compile as compile_lib
     c = self.config
-    model = model_io.load_model(results["sparsify"]["model"])
+    model = model_io.load_model(results["sparsify"].model)
     train_ds, val_ds, steps = self._datasets(results)
-    teacher = None
-    if c.distill_qat:
-      teacher = self._pruned_model_teacher(model_io.load_model(results["train"]["model"]))
-    qat_model = quantization.qat_fine_tune(model, train_ds, val_ds, c.qat_epochs,
-                                           learning_rate=compile_lib.cosine_decay(
-                                               c.qat_learning_rate, c.qat_epochs * steps),
-                                           preserve_sparsity=bool(c.sparsity),
-                                           preserve_clusters=bool(c.clusters),
-                                           steps_per_epoch=steps,
-                                           callbacks=self._training_logs("qat"),
-                                           label_smoothing=c.label_smoothing, teacher=teacher,
-                                           distill_mixup=c.distill_mixup)
+    baseline = model_io.load_model(results["train"].model) if c.distill_qat else None
+    qat_model, record = quantization.run_qat(
+        model, train_ds, val_ds, c.qat_epochs,
+        compile_lib.cosine_decay(c.qat_learning_rate, c.qat_epochs * steps), steps,
+        preserve_sparsity=bool(c.sparsity), preserve_clusters=bool(c.clusters),
+        log_dir=os.path.join(self.dirs["qat"], "logs"), label_smoothing=c.label_smoothing,
+        **self._distillation(baseline, c.distill_qat))
     path = os.path.join(self.dirs["qat"], "qat.keras")
     model_io.save_model(qat_model, path)
     _write_history(self.dirs["qat"], qat_model.history)
-    return {"model": path,
-            "val_accuracy": _last(qat_model.history.history)}
+    return QatRecord(path, record["val_accuracy"])
 
   def _convert(self, results):
     # pylint: disable=g-import-not-at-top
@@ -593,25 +660,24 @@ class Pipeline:
     from tf_gtsrb.export import export
     from tf_gtsrb.models import io as model_io
     c = self.config
-    calibration, _ = input_pipeline.load_arrays(results["prepare"]["dataset_dir"], "train",
+    calibration, _ = input_pipeline.load_arrays(results["prepare"].dataset_dir, "train",
                                                 limit=c.num_calibration_images)
     out = self.dirs["convert"]
-    int8 = export.export_model(model_io.load_model(results["qat"]["model"]), out, ["int8"],
-                               calibration, stem="model", source=results["qat"]["model"],
+    int8 = export.export_model(model_io.load_model(results["qat"].model), out, ["int8"],
+                               calibration, stem="model", source=results["qat"].model,
                                log=self.log)
-    baseline = export.export_model(model_io.load_model(results["train"]["model"]),
+    baseline = export.export_model(model_io.load_model(results["train"].model),
                                    os.path.join(out, "baseline"), ["float32"], None,
-                                   stem="baseline", source=results["train"]["model"], log=self.log)
+                                   stem="baseline", source=results["train"].model, log=self.log)
     # Post-training quantization of the pruned float model: the baseline QAT must beat.
-    ptq = export.export_model(model_io.load_model(results["prune"]["model"]),
+    ptq = export.export_model(model_io.load_model(results["prune"].model),
                               os.path.join(out, "ptq"), ["int8"], calibration,
                               stem="pruned_ptq", write_c_array=False,
-                              source=results["prune"]["model"], log=self.log)
+                              source=results["prune"].model, log=self.log)
     paths = {"int8": int8["models"]["int8"]["path"], "ptq_int8": ptq["models"]["int8"]["path"]}
-    return {**paths,
-            "baseline_float32": baseline["models"]["float32"]["path"],
-            "conversion": int8,
-            "val_accuracy": self._flatbuffer_val_accuracies(results, paths)}
+    return ConvertRecord(**paths, baseline_float32=baseline["models"]["float32"]["path"],
+                         conversion=int8,
+                         val_accuracy=self._flatbuffer_val_accuracies(results, paths))
 
   def _flatbuffer_val_accuracies(self, results, paths):
     """{name: validation accuracy of the flatbuffer at paths[name], run by LiteRT}: what the
@@ -620,7 +686,7 @@ class Pipeline:
     # pylint: disable=g-import-not-at-top
     from tf_gtsrb.models import runners
     from tf_gtsrb.data import input_pipeline
-    data_dir = results["prepare"]["dataset_dir"]
+    data_dir = results["prepare"].dataset_dir
     if self.config.fine_tune_on_validation or not input_pipeline.has_split(data_dir,
                                                                           "validation"):
       return {name: None for name in paths}
@@ -638,21 +704,20 @@ class Pipeline:
     # pylint: enable=g-import-not-at-top
     c = self.config
     specs = {
-        pipeline_report.KERAS_NAME: results["train"]["model"],
-        pipeline_report.FLOAT_TFLITE_NAME: results["convert"]["baseline_float32"],
-        pipeline_report.PRUNED_NAME: results["prune"]["model"],
-        pipeline_report.PTQ_NAME: results["convert"]["ptq_int8"],
-        pipeline_report.QAT_NAME: results["qat"]["model"],
-        pipeline_report.INT8_NAME: results["convert"]["int8"],
+        pipeline_report.KERAS_NAME: results["train"].model,
+        pipeline_report.FLOAT_TFLITE_NAME: results["convert"].baseline_float32,
+        pipeline_report.PRUNED_NAME: results["prune"].model,
+        pipeline_report.PTQ_NAME: results["convert"].ptq_int8,
+        pipeline_report.QAT_NAME: results["qat"].model,
+        pipeline_report.INT8_NAME: results["convert"].int8,
     }
     json_path = os.path.join(self.dirs["benchmark"], "benchmark.json")
     benchmark = bench.run_in_subprocess(
-        log=self.log, specs=specs, data_dir=results["prepare"]["dataset_dir"], split="test",
+        log=self.log, specs=specs, data_dir=results["prepare"].dataset_dir, split="test",
         output_dir=self.dirs["benchmark"], threads=c.threads, latency_rounds=c.latency_rounds,
         reference=pipeline_report.KERAS_NAME,
         agreement_pair=[pipeline_report.INT8_NAME, pipeline_report.QAT_NAME],
         npu=c.npu.split(",") if c.npu else ())
-    outputs = {"benchmark": json_path, "agreement": benchmark.get("agreement")}
     robustness_path = os.path.join(self.dirs["benchmark"], "robustness.json")
     if os.path.exists(robustness_path):
       os.remove(robustness_path)
@@ -661,18 +726,19 @@ class Pipeline:
       scores = robustness.evaluate_model_files(
           {name: specs[name] for name in (pipeline_report.FLOAT_TFLITE_NAME,
                                           pipeline_report.INT8_NAME)},
-          results["prepare"]["dataset_dir"], self.dirs["benchmark"],
+          results["prepare"].dataset_dir, self.dirs["benchmark"],
           subset=c.corruption_subset, log=self.log)
       self.log(robustness.comparison_table(scores))
-      outputs["robustness"] = robustness_path
-    return outputs
+      return BenchmarkRecord(json_path, benchmark.get("agreement"), robustness_path)
+    return BenchmarkRecord(json_path, benchmark.get("agreement"))
 
   def _report(self, results):
     from tf_gtsrb.evaluation import pipeline_report  # pylint: disable=g-import-not-at-top
-    outputs = pipeline_report.write_pipeline_report(results, self.config, self.dirs["report"])
-    with open(outputs["report_md"]) as f:
+    record = ReportRecord(**pipeline_report.write_pipeline_report(results, self.config,
+                                                                  self.dirs["report"]))
+    with open(record.report_md) as f:
       self.log(f.read())
-    return outputs
+    return record
 
 
 def _best(history):
@@ -680,15 +746,19 @@ def _best(history):
   return max(history["val_accuracy"]) if history.get("val_accuracy") else None
 
 
-def _last(history):
-  """Last validation accuracy in a Keras history dict; None without a validation split."""
-  return float(history["val_accuracy"][-1]) if history.get("val_accuracy") else None
-
-
 def _write_history(step_dir, history):
   """The fine-tune's per-epoch logs (loss, accuracy, learning rate...) as history.json."""
   io_utils.write_json(os.path.join(step_dir, "history.json"),
                       {k: [float(v) for v in values] for k, values in history.history.items()})
+
+
+def _record(step, outputs):
+  """The step's typed record from its marker's outputs; None when they do not fit it (a
+  marker written by another version: the step runs again)."""
+  try:
+    return RECORDS[step](**outputs)
+  except TypeError:
+    return None
 
 
 def _read_marker(path):

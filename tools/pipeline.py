@@ -72,14 +72,14 @@ def main():
     pipeline.clean(config.work_dir)
   results = pipeline.Pipeline(config).run(only=FLAGS.until, force=FLAGS.force)
   if "report" in results:
-    print(f"Report: {results['report']['report_md']}")
+    print(f"Report: {results['report'].report_md}")
     if FLAGS.release_dir:
       from tf_gtsrb.export import release  # pylint: disable=g-import-not-at-top
       command = "gtsrb-pipeline " + " ".join(
           a for a in sys.argv[1:] if not a.startswith(("--release_dir", "--force")))
       files = release.release(results, FLAGS.release_dir, command)
       print(f"Released to {FLAGS.release_dir}: {', '.join(files)}")
-    if FLAGS.require_targets and not results["report"]["targets_met"]:
+    if FLAGS.require_targets and not results["report"].targets_met:
       return 3
   failure = failed_check(results)
   if failure:
@@ -90,7 +90,8 @@ def main():
 
 def failed_check(results):
   """What failed among the run's correctness checks, or None (missed targets don't count)."""
-  agreement = (results.get("benchmark") or {}).get("agreement") or {}
+  benchmark = results.get("benchmark")
+  agreement = (benchmark.agreement if benchmark else None) or {}
   if agreement and not agreement.get("passed", True):
     return (f"INT8 and QAT predictions agree on {100 * agreement['agreement']:.2f}% of test "
             f"images, below the required {100 * agreement['min_agreement']:.2f}%")

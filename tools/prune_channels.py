@@ -68,43 +68,33 @@ def main():
   from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.evaluation import evaluate  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.models import io as model_io  # pylint: disable=g-import-not-at-top
-  from tf_gtsrb.training import compile as compile_lib  # pylint: disable=g-import-not-at-top
-  from tf_gtsrb.training import swa  # pylint: disable=g-import-not-at-top
 
   model_path, data_dir, output_dir = FLAGS.model, FLAGS.data_dir, FLAGS.output_dir
   if FLAGS.analysis is not None:
     percentages = analysis.load_recommendations(FLAGS.analysis)
   else:
     percentages = channel_pruning.parse_percentages(FLAGS.percent)
-  distillation = common.distillation_kwargs()
   model = model_io.load_classifier(model_path)
-  kept = channel_pruning.select_channels(model, percentages, FLAGS.criterion)
-  pruned = channel_pruning.prune_kept(model, kept)
-  config = channel_pruning.describe_pruning(model, pruned, kept, percentages, FLAGS.criterion)
-  config.update(source_model=os.path.abspath(model_path), percentages_from=FLAGS.analysis)
-
   batch_size = FLAGS.batch_size
-  before = evaluate.evaluate_keras_model(pruned, data_dir, "validation", batch_size)
-  result, steps = before, None
-  if FLAGS.epochs > 0:
-    train_ds, val_ds, steps = input_pipeline.fine_tune_datasets(
-        data_dir, batch_size, seed=FLAGS.seed, steps=FLAGS.steps_per_epoch,
-        on_validation=FLAGS.fine_tune_on_validation)
-    compile_lib.fine_tune(pruned, train_ds, val_ds, FLAGS.epochs,
-                          learning_rate=FLAGS.learning_rate, steps_per_epoch=steps,
-                          verbose=FLAGS.verbose, **distillation)
-    if FLAGS.swa_epochs:
-      config["swa"] = swa.average_weights(pruned, train_ds, val_ds, FLAGS.swa_epochs, steps,
-                                          FLAGS.swa_learning_rate, verbose=FLAGS.verbose,
-                                          **distillation)
-    result = (None if FLAGS.fine_tune_on_validation
-              else evaluate.evaluate_keras_model(pruned, data_dir, "validation", batch_size))
+  train_ds, val_ds, steps = input_pipeline.fine_tune_datasets(
+      data_dir, batch_size, seed=FLAGS.seed, steps=FLAGS.steps_per_epoch,
+      on_validation=FLAGS.fine_tune_on_validation)
+  pruned, config = channel_pruning.prune_and_fine_tune(
+      model, percentages, train_ds, val_ds, FLAGS.epochs, FLAGS.learning_rate, steps,
+      criterion=FLAGS.criterion, swa_epochs=FLAGS.swa_epochs,
+      swa_learning_rate=FLAGS.swa_learning_rate, verbose=FLAGS.verbose,
+      before_ds=input_pipeline.eval_dataset(data_dir, "validation", batch_size),
+      **common.distillation_kwargs())
+  config.update(source_model=os.path.abspath(model_path), percentages_from=FLAGS.analysis,
+                validation_accuracy_before_fine_tune=config.pop("accuracy_before_fine_tune"))
+  del config["val_accuracy"]  # Measured below, as the evaluation files report it.
+  result = (None if FLAGS.fine_tune_on_validation and FLAGS.epochs
+            else evaluate.evaluate_keras_model(pruned, data_dir, "validation", batch_size))
   config["fine_tune"] = {"epochs": FLAGS.epochs, "learning_rate": FLAGS.learning_rate,
                          "batch_size": batch_size, "steps_per_epoch": steps, "seed": FLAGS.seed,
                          "split": ("train+validation" if FLAGS.fine_tune_on_validation
                                    else "train"),
                          "teacher": common.teacher_record()}
-  config["validation_accuracy_before_fine_tune"] = before["metrics"]["accuracy"]
   config["validation_accuracy"] = None if result is None else result["metrics"]["accuracy"]
 
   # The files commit as one set: a failed or killed run leaves the previous set intact.

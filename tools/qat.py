@@ -64,51 +64,34 @@ def main():
   _check_flags()
   # Imported here so that flag errors are reported without loading TensorFlow.
   from tf_gtsrb import io_utils  # pylint: disable=g-import-not-at-top
-  from tf_gtsrb.compression import clustering  # pylint: disable=g-import-not-at-top
-  from tf_gtsrb.compression import magnitude_pruning  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.compression import quantization  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.models import io as model_io  # pylint: disable=g-import-not-at-top
 
-  distillation = common.distillation_kwargs()
   model = model_io.load_classifier(FLAGS.model)
-  magnitude_pruning.check_float_model(model, "quantize")
-  data_dir, batch_size = FLAGS.data_dir, FLAGS.batch_size
-  input_sparsity = magnitude_pruning.sparsity_report(model)["sparsity"]
-  preserve = {"auto": input_sparsity >= magnitude_pruning.SPARSE_THRESHOLD,
-              "true": True, "false": False}[FLAGS.preserve_sparsity]
   train_ds, val_ds, steps = input_pipeline.fine_tune_datasets(
-      data_dir, batch_size, seed=FLAGS.seed, steps=FLAGS.steps_per_epoch,
+      FLAGS.data_dir, FLAGS.batch_size, seed=FLAGS.seed, steps=FLAGS.steps_per_epoch,
       on_validation=FLAGS.fine_tune_on_validation)
-
-  if FLAGS.cluster:
-    print(f"clustering kernels to {FLAGS.cluster} values (preserve_sparsity={preserve})")
-    model = clustering.cluster_and_fine_tune(
-        model, train_ds, val_ds, number_of_clusters=FLAGS.cluster, epochs=FLAGS.epochs,
-        learning_rate=FLAGS.learning_rate, preserve_sparsity=preserve, steps_per_epoch=steps,
-        verbose=FLAGS.verbose)
-  print(f"quantization-aware training (preserve_sparsity={preserve}, "
-        f"preserve_clusters={bool(FLAGS.cluster)})")
-  qat_model = quantization.qat_fine_tune(
-      model, train_ds, val_ds, epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate,
-      preserve_sparsity=preserve, preserve_clusters=bool(FLAGS.cluster), steps_per_epoch=steps,
-      verbose=FLAGS.verbose, **distillation)
+  preserve = {"auto": None, "true": True, "false": False}[FLAGS.preserve_sparsity]
+  qat_model, record = quantization.run_qat(
+      model, train_ds, val_ds, FLAGS.epochs, FLAGS.learning_rate, steps,
+      preserve_sparsity=preserve, clusters=FLAGS.cluster, verbose=FLAGS.verbose,
+      **common.distillation_kwargs())
 
   model_path = os.path.join(FLAGS.output_dir, MODEL_FILE)
-  output_sparsity = magnitude_pruning.sparsity_report(qat_model)
   report = {
       "input_model": os.path.abspath(FLAGS.model),
       "model": os.path.abspath(model_path),
       "epochs": FLAGS.epochs,
       "steps_per_epoch": steps,
       "learning_rate": FLAGS.learning_rate,
-      "batch_size": batch_size,
-      "preserve_sparsity": preserve,
-      "cluster": FLAGS.cluster or None,
+      "batch_size": FLAGS.batch_size,
+      "preserve_sparsity": record["preserve_sparsity"],
+      "cluster": record["clusters"],
       "teacher": common.teacher_record(),
-      "input_sparsity": input_sparsity,
-      "sparsity": output_sparsity,
-      "unique_weights": clustering.unique_weight_counts(qat_model) if FLAGS.cluster else None,
+      "input_sparsity": record["input_sparsity"],
+      "sparsity": record["sparsity"],
+      "unique_weights": record["unique_weights"],
       "fine_tune_split": "train+validation" if FLAGS.fine_tune_on_validation else "train",
       "validation_accuracy": None if val_ds is None else _accuracy(qat_model, "validation"),
       "test_accuracy": _accuracy(qat_model, "test"),
@@ -119,7 +102,10 @@ def main():
   with io_utils.atomic_directory(FLAGS.output_dir, carry_over=True) as staging:
     model_io.save_model(qat_model, os.path.join(staging, MODEL_FILE))
     io_utils.write_json(os.path.join(staging, REPORT_FILE), report)
-  print(f"kernel sparsity: input {input_sparsity:.1%} -> QAT {output_sparsity['sparsity']:.1%}")
+  print(f"quantization-aware training (preserve_sparsity={record['preserve_sparsity']}, "
+        f"preserve_clusters={record['preserve_clusters']})")
+  print(f"kernel sparsity: input {record['input_sparsity']:.1%} -> QAT "
+        f"{record['sparsity']['sparsity']:.1%}")
   if report["validation_accuracy"] is not None:
     print(f"validation accuracy (fake-quant, float simulation): "
           f"{report['validation_accuracy']:.4f}")

@@ -13,6 +13,7 @@ filters with the largest L1 norm, 'bn_gamma' those with the largest |gamma|.
 """
 
 import math
+import os
 
 import numpy as np
 
@@ -20,6 +21,8 @@ from tf_gtsrb import errors
 from tf_gtsrb.evaluation import complexity
 from tf_gtsrb.keras import keras
 from tf_gtsrb.models import traffic_sign_cnn
+from tf_gtsrb.training import compile as compile_lib
+from tf_gtsrb.training import swa
 
 CONV_LAYERS = tuple(f"conv{i}" for i in range(1, traffic_sign_cnn.NUM_BLOCKS + 1))
 BN_LAYERS = tuple(f"bn{i}" for i in range(1, traffic_sign_cnn.NUM_BLOCKS + 1))
@@ -304,3 +307,46 @@ def describe_pruning(model, pruned, kept, percentages, criterion):
       "macs_after": complexity.count_macs(pruned),
   }
 
+
+
+def prune_and_fine_tune(model, percentages, train_ds, val_ds, epochs, learning_rate,
+                        steps_per_epoch, criterion="l1", dropout=None, swa_epochs=0,
+                        swa_learning_rate=swa.DEFAULT_LEARNING_RATE, before_ds=None,
+                        log_dir=None, verbose=2, **fine_tune_kwargs):
+  """The prune step: keeps each layer's strongest channels (`select_channels`), builds the
+  thinner model (`prune_kept`, with `dropout`), fine-tunes it for `epochs` (none at 0) and
+  weight-averages it over `swa_epochs` more.
+
+  `learning_rate` is a rate or a schedule; `fine_tune_kwargs` (label_smoothing,
+  teacher, distill_*) go to every fine-tuning epoch. With `log_dir`, TensorBoard logs go
+  to its `fit` and `swa` subdirectories. Returns (pruned model, record): `describe_pruning`'s
+  record plus "val_accuracy" (after the last epoch, or of the average; None without
+  `val_ds` or epochs), "swa" (`swa.average_weights`' record) when averaged, and given
+  `before_ds` (batches), "accuracy_before_fine_tune" on it. The pruned
+  model's `history` is the fine-tune's (None at 0 epochs).
+  """
+  kept = select_channels(model, percentages, criterion)
+  pruned = prune_kept(model, kept, dropout=dropout)
+  record = describe_pruning(model, pruned, kept, percentages, criterion)
+  record["val_accuracy"] = None
+  if before_ds is not None:
+    compile_lib.compile_model(pruned)
+    record["accuracy_before_fine_tune"] = float(pruned.evaluate(before_ds, verbose=0)[1])
+  pruned.history = None
+  if not epochs:
+    return pruned, record
+
+  def logs(phase):
+    return compile_lib.training_logs(os.path.join(log_dir, phase)) if log_dir else ()
+
+  history = compile_lib.fine_tune(pruned, train_ds, val_ds, epochs, learning_rate=learning_rate,
+                                  steps_per_epoch=steps_per_epoch, callbacks=logs("fit"),
+                                  verbose=verbose, **fine_tune_kwargs)
+  record["val_accuracy"] = compile_lib.last_val_accuracy(history)
+  if swa_epochs:
+    record["swa"] = swa.average_weights(pruned, train_ds, val_ds, swa_epochs, steps_per_epoch,
+                                        swa_learning_rate, verbose=verbose, callbacks=logs("swa"),
+                                        **fine_tune_kwargs)
+    record["val_accuracy"] = record["swa"]["average_val_accuracy"]
+  pruned.history = history
+  return pruned, record

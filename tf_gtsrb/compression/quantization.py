@@ -26,8 +26,11 @@ Collaborative optimization (tfmot.experimental.combine):
 Saving and loading QAT models: `tf_gtsrb.models.tfmot_files`.
 """
 
+import os
+
 import tensorflow_model_optimization as tfmot
 
+from tf_gtsrb.compression import clustering
 from tf_gtsrb.compression import magnitude_pruning
 from tf_gtsrb.training import compile as compile_lib
 from tf_gtsrb.training import distill
@@ -78,3 +81,49 @@ def qat_fine_tune(model, train_ds, val_ds, epochs, learning_rate=1e-5, preserve_
                         distill_temperature=distill_temperature, distill_alpha=distill_alpha,
                         distill_mixup=distill_mixup)
   return qat_model
+
+
+def run_qat(model, train_ds, val_ds, epochs, learning_rate, steps_per_epoch,
+            preserve_sparsity=None, clusters=0, preserve_clusters=False, log_dir=None,
+            verbose=2, **fine_tune_kwargs):
+  """The QAT step: with `clusters`, first clusters every kernel to that many values and
+  fine-tunes them (`clustering.cluster_and_fine_tune`, same epochs and rate); then
+  quantization-aware training (`qat_fine_tune`), keeping the zeros (`preserve_sparsity`;
+  None: when the model is at least magnitude_pruning.SPARSE_THRESHOLD sparse) and the
+  clusters (given `clusters`, or `preserve_clusters` for a model clustered before).
+
+  `learning_rate` is a rate or a schedule; `fine_tune_kwargs` (label_smoothing, teacher,
+  distill_*) go to every fine-tuning epoch; with `log_dir`, TensorBoard logs go to its
+  `cluster` and `fit` subdirectories. Returns (QAT model, record): what was preserved,
+  kernel sparsity in and out, distinct values per kernel (clustered models) and
+  "val_accuracy" after the last epoch (None without `val_ds`).
+  """
+  def logs(phase):
+    return compile_lib.training_logs(os.path.join(log_dir, phase)) if log_dir else ()
+
+  magnitude_pruning.check_float_model(model, "quantize")
+  input_sparsity = magnitude_pruning.sparsity_report(model)["sparsity"]
+  if preserve_sparsity is None:
+    preserve_sparsity = input_sparsity >= magnitude_pruning.SPARSE_THRESHOLD
+  if clusters:
+    model = clustering.cluster_and_fine_tune(
+        model, train_ds, val_ds, number_of_clusters=clusters, epochs=epochs,
+        learning_rate=learning_rate, preserve_sparsity=preserve_sparsity,
+        steps_per_epoch=steps_per_epoch, verbose=verbose, callbacks=logs("cluster"),
+        **fine_tune_kwargs)
+  preserve_clusters = bool(clusters or preserve_clusters)
+  qat_model = qat_fine_tune(model, train_ds, val_ds, epochs, learning_rate,
+                            preserve_sparsity=preserve_sparsity,
+                            preserve_clusters=preserve_clusters,
+                            steps_per_epoch=steps_per_epoch, callbacks=logs("fit"),
+                            verbose=verbose, **fine_tune_kwargs)
+  record = {
+      "preserve_sparsity": bool(preserve_sparsity),
+      "preserve_clusters": preserve_clusters,
+      "clusters": clusters or None,
+      "input_sparsity": input_sparsity,
+      "sparsity": magnitude_pruning.sparsity_report(qat_model),
+      "unique_weights": clustering.unique_weight_counts(qat_model) if preserve_clusters else None,
+      "val_accuracy": compile_lib.last_val_accuracy(qat_model.history),
+  }
+  return qat_model, record

@@ -57,41 +57,42 @@ def target_checks(benchmark):
 def write_pipeline_report(results, config, output_dir):
   """Writes report.md, report.json and report.html (`html_report`) from the pipeline
   steps' results; returns their paths."""
-  benchmark = io_utils.read_json(results["benchmark"]["benchmark"])
-  bench_md = _read_text(os.path.join(os.path.dirname(results["benchmark"]["benchmark"]),
+  benchmark = io_utils.read_json(results["benchmark"].benchmark)
+  bench_md = _read_text(os.path.join(os.path.dirname(results["benchmark"].benchmark),
                                      "benchmark.md"))
-  prune = io_utils.read_json(os.path.join(os.path.dirname(results["prune"]["model"]),
+  prune = io_utils.read_json(os.path.join(os.path.dirname(results["prune"].model),
                                           "prune.json"))
   checks = target_checks(benchmark)
   why_missing = (_TRAINED_ON_VALIDATION if config.fine_tune_on_validation
                  else _NO_VALIDATION_SPLIT)  # For the fine-tuned models' validation accuracy.
-  splits = results["prepare"]["splits"]
+  splits = results["prepare"].splits
   lines = [
       "# tf_gtsrb pipeline report", "",
-      f"Data: {results['prepare']['source_dir']} ({results['prepare']['config']}); "
+      f"Data: {results['prepare'].source_dir} ({results['prepare'].config}); "
       + ", ".join(f"{k} {v:,}" for k, v in sorted(splits.items())) + ".  ",
-      (f"Baseline {results['train']['given']} (given), validation accuracy (track split): "
-       if "given" in results["train"] else "Baseline best validation accuracy (track split): ")
-      + f"{_percent(results['train']['best_val_accuracy'])}"
-      + (f", {_percent(results['train']['average_val_accuracy'])} after weight averaging"
-         if "average_val_accuracy" in results["train"] else "") + ". "
+      (f"Baseline {results['train'].given} (given), validation accuracy (track split): "
+       if results["train"].given else "Baseline best validation accuracy (track split): ")
+      + f"{_percent(results['train'].best_val_accuracy)}"
+      + (f", {_percent(results['train'].average_val_accuracy)} after weight averaging"
+         if config.swa_epochs else "") + ". "
       f"Pruned channels {prune['channels_before']} -> {prune['channels_after']} "
       f"({prune['criterion']}), params {prune['params_before']:,} -> "
       f"{prune['params_after']:,}, MACs {prune['macs_before']:,} -> {prune['macs_after']:,}; "
-      f"validation accuracy {_percent(results['prune']['val_accuracy'], why_missing)}"
+      f"validation accuracy {_percent(results['prune'].val_accuracy, why_missing)}"
       + (" after weight averaging" if "swa" in prune else "") + ".  ",
       *_sparsify_line(results.get("sparsify"), config, why_missing),
       "QAT validation accuracy (float simulation): "
-      f"{_percent(results['qat']['val_accuracy'], why_missing)}"
-      + _flatbuffer_validation(results["convert"].get("val_accuracy"), why_missing) + ".",
+      f"{_percent(results['qat'].val_accuracy, why_missing)}"
+      + _flatbuffer_validation(results["convert"].val_accuracy, why_missing) + ".",
       "",
       bench_md.replace("# GTSRB test benchmark", "## Official test set").strip(), "",
-      *_robustness_lines(results["benchmark"].get("robustness")),
+      *_robustness_lines(results["benchmark"].robustness),
       "## Targets", "", "| Target | Measured | Met |", "|---|---:|:---:|",
   ] + [f"| {name} | {value} | {'yes' if ok else 'NO'} |" for name, value, ok in checks] + [
       "", "## Settings", "", "```",
       *[f"{k} = {v}" for k, v in dataclasses.asdict(config).items()], "```", ""]
-  report = {"settings": dataclasses.asdict(config), "steps": results,
+  report = {"settings": dataclasses.asdict(config),
+            "steps": {step: dataclasses.asdict(record) for step, record in results.items()},
             "targets": [{"target": n, "measured": v, "met": ok} for n, v, ok in checks],
             "benchmark": benchmark, "pruning": prune}
   md_path = os.path.join(output_dir, "report.md")
@@ -101,22 +102,23 @@ def write_pipeline_report(results, config, output_dir):
   from tf_gtsrb.evaluation import html_report  # pylint: disable=g-import-not-at-top
   html_path = html_report.write_html_report(
       os.path.join(output_dir, "report.html"),
-      benchmark_dir=os.path.dirname(results["benchmark"]["benchmark"]),
+      benchmark_dir=os.path.dirname(results["benchmark"].benchmark),
       work_dir=os.path.dirname(os.path.abspath(output_dir)),
-      data_dir=results["prepare"]["dataset_dir"], gallery_model=INT8_NAME,
-      files=[results["convert"][k] for k in ("int8", "ptq_int8", "baseline_float32")])
+      data_dir=results["prepare"].dataset_dir, gallery_model=INT8_NAME,
+      files=[results["convert"].int8, results["convert"].ptq_int8,
+             results["convert"].baseline_float32])
   return {"report_md": md_path, "report_json": json_path, "report_html": html_path,
           "targets_met": all(ok for _, _, ok in checks)}
 
 
 def _sparsify_line(sparsify, config, why_missing):
   """The magnitude pruning / clustering step's sentence; none when it was off."""
-  if not sparsify or "kernel_sparsity" not in sparsify:
+  if not sparsify or sparsify.kernel_sparsity is None:
     return []
   return [f"Magnitude pruning to {100 * config.sparsity:.0f}% sparsity"
           + (f", clustered to {config.clusters} values" if config.clusters else "")
-          + f": kernel sparsity {100 * sparsify['kernel_sparsity']:.1f}%, validation accuracy "
-          f"{_percent(sparsify['val_accuracy'], why_missing)}.  "]
+          + f": kernel sparsity {100 * sparsify.kernel_sparsity:.1f}%, validation accuracy "
+          f"{_percent(sparsify.val_accuracy, why_missing)}.  "]
 
 
 def _robustness_lines(robustness_path):

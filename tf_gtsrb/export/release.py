@@ -29,16 +29,16 @@ FILES = {
 
 def release(results, release_dir, command):
   """Writes the released files and README.md into `release_dir`; returns the file list."""
-  conversion = results["convert"]["conversion"]["models"]["int8"]
-  export_dir = os.path.dirname(results["convert"]["int8"])
+  conversion = results["convert"].conversion["models"]["int8"]
+  export_dir = os.path.dirname(results["convert"].int8)
   sources = {
-      "baseline_float": results["convert"]["baseline_float32"],
-      "int8": results["convert"]["int8"],
+      "baseline_float": results["convert"].baseline_float32,
+      "int8": results["convert"].int8,
       "c_source": conversion["c_source"],
       "c_header": conversion["c_header"],
       "micro_ops": conversion["micro_ops"],
       "labels": os.path.join(export_dir, "labels.txt"),
-      "report": results["report"]["report_json"],
+      "report": results["report"].report_json,
   }
   os.makedirs(release_dir, exist_ok=True)
   for key, source in sources.items():
@@ -49,7 +49,7 @@ def release(results, release_dir, command):
     with io_utils.atomic_write(os.path.join(release_dir, FILES[key])) as f:
       f.write(data)
   write_uint8_variant(release_dir)
-  report = io_utils.read_json(results["report"]["report_json"])
+  report = io_utils.read_json(results["report"].report_json)
   io_utils.write_text(os.path.join(release_dir, "README.md"),
                       readme_text(report, conversion, command))
   return sorted(FILES.values()) + ["README.md"]

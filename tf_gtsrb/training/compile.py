@@ -68,6 +68,12 @@ def training_logs(log_dir):
   return [LearningRateLogger(), keras.callbacks.TensorBoard(log_dir, update_freq="epoch")]
 
 
+def last_val_accuracy(history):
+  """The last epoch's validation accuracy in a Keras History; None without a validation set."""
+  accuracies = history.history.get("val_accuracy")
+  return float(accuracies[-1]) if accuracies else None
+
+
 def fine_tune(model, train_ds, val_ds, epochs, learning_rate=1e-4,
               label_smoothing=DEFAULT_LABEL_SMOOTHING,
               callbacks=(), steps_per_epoch=None, verbose=2, teacher=None,
