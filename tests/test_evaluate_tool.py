@@ -135,6 +135,14 @@ def test_tool_rejects_missing_inputs_before_work(tmp_path, tiny_data_dir):
   assert "nodata: data directory not found" in done.stderr
   assert not (tmp_path / "eval_test").exists()
 
+  flatbuffer = tmp_path / "m.tflite"
+  flatbuffer.write_bytes(b"TFL3")
+  done = _run_tool(f"--model={flatbuffer}", f"--data_dir={tiny_data_dir}")
+  assert done.returncode == 1
+  assert done.stderr.strip().splitlines()[-1] == (
+      f"error: {flatbuffer}: gtsrb-evaluate scores .keras models; score a .tflite with "
+      f"gtsrb-benchmark-tflite --models=NAME={flatbuffer}")
+
 
 def test_tool_end_to_end(tmp_path, tiny_model, tiny_data_dir):
   model_path = str(tmp_path / "run" / "tiny.keras")

@@ -11,6 +11,7 @@ import os
 import tf_gtsrb  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from absl import flags
 
+from tf_gtsrb import errors
 from tf_gtsrb_tools import common
 
 FLAGS = flags.FLAGS
@@ -29,6 +30,9 @@ common.define_corruption_flags()
 def main():
   common.require_flags("model", "data_dir")
   model_path, data_dir = common.existing_file("model"), common.existing_dir("data_dir")
+  if model_path.endswith(".tflite"):
+    raise errors.ConfigError(f"{model_path}: gtsrb-evaluate scores .keras models; score a "
+                             f".tflite with gtsrb-benchmark-tflite --models=NAME={model_path}")
   common.at_least("batch_size", 1)
   output_dir = FLAGS.output_dir or os.path.join(
       os.path.dirname(os.path.abspath(model_path)), f"eval_{FLAGS.split}")
