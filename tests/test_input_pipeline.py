@@ -266,6 +266,17 @@ def test_fine_tune_datasets_train_on_train_and_validate_on_validation(tiny_data_
   assert input_pipeline.fine_tune_datasets(tiny_data_dir, 16, steps=3)[2] == 3
 
 
+def test_fine_tune_datasets_add_the_robust_augmentation(tiny_data_dir):
+  plain_images, plain_labels = next(iter(input_pipeline.fine_tune_datasets(tiny_data_dir, 16)[0]))
+  noisy_images, noisy_labels = next(iter(input_pipeline.fine_tune_datasets(
+      tiny_data_dir, 16, noise_probability=1.0)[0]))
+  erased_images, _ = next(iter(input_pipeline.fine_tune_datasets(
+      tiny_data_dir, 16, erase_probability=1.0)[0]))
+  np.testing.assert_array_equal(noisy_labels, plain_labels)  # Same images, same order.
+  assert np.abs(noisy_images - plain_images).mean() > 0.01
+  assert not np.array_equal(erased_images, plain_images)
+
+
 def test_final_fit_datasets_train_on_both_splits_and_validate_on_nothing(tiny_data_dir):
   train_ds, val_ds, steps = input_pipeline.fine_tune_datasets(tiny_data_dir, 16,
                                                               on_validation=True)

@@ -9,7 +9,9 @@ import hashlib
 import os
 import subprocess
 import sys
+import types
 
+import numpy as np
 import pytest
 from absl import flags
 
@@ -75,10 +77,25 @@ def test_given_baseline_drops_only_the_baseline_training_settings(tmp_path):
   expected = {f.name for f in FIELDS
               if f.metadata.get("step") == "train" and not f.metadata.get("trains_baseline")}
   assert set(settings) == expected
-  assert {"baseline_model", "label_smoothing", "batch_size"} <= set(settings)
+  # The robust augmentation also changes the fine-tunes of a given baseline.
+  assert {"baseline_model", "label_smoothing", "batch_size", "noise_probability",
+          "erase_probability"} <= set(settings)
   assert "epochs" not in settings
   with open(__file__, "rb") as f:
     assert settings["baseline_model"]["sha256"] == hashlib.sha256(f.read()).hexdigest()
+
+
+def test_the_fine_tunes_get_the_robust_augmentation(tiny_data_dir, tmp_path):
+  results = {"prepare": types.SimpleNamespace(dataset_dir=tiny_data_dir)}
+
+  def first_batch(**settings):
+    config = pipeline.PipelineConfig(work_dir=str(tmp_path), batch_size=16, **settings)
+    datasets = pipeline.Pipeline(config)._datasets(results)  # pylint: disable=protected-access
+    return next(iter(datasets[0]))[0].numpy()
+
+  plain = first_batch()
+  assert np.abs(first_batch(noise_probability=1.0) - plain).mean() > 0.01
+  assert not np.array_equal(first_batch(erase_probability=1.0), plain)
 
 
 def test_field_without_step_metadata_counts_for_the_first_step(tmp_path):

@@ -163,11 +163,13 @@ class PipelineConfig:
   dropout: float = _setting(0.5, "train", "Dropout before the classifier (fraction).",
                             trains_baseline=True)
   erase_probability: float = _setting(
-      0.0, "train", "Share of the baseline's training images that also get a random erasing "
-      "(a square filled with the image's mean colour); 0: none.", trains_baseline=True)
+      0.0, "train", "Share of the training images of every training step (baseline, pruning "
+      "fine-tune, sparsify, QAT) that also get a random erasing (a square filled with the "
+      "image's mean colour); 0: none.")
   noise_probability: float = _setting(
-      0.0, "train", "Share of the baseline's training images that also get sensor noise "
-      "(Gaussian, sigma 0.02-0.12 of the pixel range); 0: none.", trains_baseline=True)
+      0.0, "train", "Share of the training images of every training step (baseline, pruning "
+      "fine-tune, sparsify, QAT) that also get sensor noise (Gaussian, sigma 0.02-0.12 of the "
+      "pixel range); 0: none.")
   steps_per_epoch: int = _setting(0, "train", "Steps per epoch; 0 is one pass over the train "
                                   "split.")
   teacher: Optional[str] = _setting(
@@ -548,7 +550,8 @@ class Pipeline:
     c = self.config
     return input_pipeline.fine_tune_datasets(
         results["prepare"].dataset_dir, c.batch_size, seed=c.seed, steps=c.steps_per_epoch,
-        on_validation=c.fine_tune_on_validation)
+        on_validation=c.fine_tune_on_validation, erase_probability=c.erase_probability,
+        noise_probability=c.noise_probability)
 
   def _prune(self, results):
     # pylint: disable=g-import-not-at-top

@@ -210,13 +210,39 @@ def _parse_flags(argv):
 
 
 def define_fine_tuning_flags(epochs, learning_rate, what="Fine-tuning"):
-  """Defines --epochs, --learning_rate, --batch_size, --steps_per_epoch, --seed, --verbose."""
+  """Defines --epochs, --learning_rate, --batch_size, --steps_per_epoch, --seed, --verbose
+  and the robust augmentation flags."""
   flags.DEFINE_integer("epochs", epochs, f"{what} epochs.")
   flags.DEFINE_float("learning_rate", learning_rate, f"{what} learning rate (Adam).")
   flags.DEFINE_integer("batch_size", 64, "Images per batch.")
   flags.DEFINE_integer("steps_per_epoch", 0, "Steps per epoch; 0 is one pass over the train split.")
   flags.DEFINE_integer("seed", 0, "Seed of the training-data shuffle and augmentation.")
   flags.DEFINE_integer("verbose", 2, "Keras progress output: 0 silent, 1 progress bar, 2 per epoch.")
+  define_robust_augmentation_flags()
+
+
+def define_robust_augmentation_flags():
+  """Defines --erase_probability and --noise_probability (docs/robustness.md)."""
+  flags.DEFINE_float("erase_probability", 0.0, "Share of training images that also get a random "
+                     "erasing (a square filled with the image's mean colour); 0: none.")
+  flags.DEFINE_float("noise_probability", 0.0, "Share of training images that also get sensor "
+                     "noise (Gaussian, sigma 0.02-0.12 of the pixel range); 0: none.")
+
+
+def robust_augmentation_record():
+  """The robust augmentation flags as a tool's report records them."""
+  return {"erase_probability": FLAGS.erase_probability,
+          "noise_probability": FLAGS.noise_probability}
+
+
+def fine_tune_datasets():
+  """`input_pipeline.fine_tune_datasets` as the fine-tuning flags ask."""
+  from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  return input_pipeline.fine_tune_datasets(
+      FLAGS.data_dir, FLAGS.batch_size, seed=FLAGS.seed, steps=FLAGS.steps_per_epoch,
+      on_validation="fine_tune_on_validation" in FLAGS and FLAGS.fine_tune_on_validation,
+      erase_probability=FLAGS.erase_probability,
+      noise_probability=FLAGS.noise_probability)
 
 
 # What a final fit prints in place of the validation accuracy it cannot measure.

@@ -76,9 +76,7 @@ def main():
     percentages = channel_pruning.parse_percentages(FLAGS.percent)
   model = model_io.load_classifier(model_path)
   batch_size = FLAGS.batch_size
-  train_ds, val_ds, steps = input_pipeline.fine_tune_datasets(
-      data_dir, batch_size, seed=FLAGS.seed, steps=FLAGS.steps_per_epoch,
-      on_validation=FLAGS.fine_tune_on_validation)
+  train_ds, val_ds, steps = common.fine_tune_datasets()
   pruned, config = channel_pruning.prune_and_fine_tune(
       model, percentages, train_ds, val_ds, FLAGS.epochs, FLAGS.learning_rate, steps,
       criterion=FLAGS.criterion, swa_epochs=FLAGS.swa_epochs,
@@ -94,7 +92,8 @@ def main():
                          "batch_size": batch_size, "steps_per_epoch": steps, "seed": FLAGS.seed,
                          "split": ("train+validation" if FLAGS.fine_tune_on_validation
                                    else "train"),
-                         "teacher": common.teacher_record()}
+                         "teacher": common.teacher_record(),
+                         **common.robust_augmentation_record()}
   config["validation_accuracy"] = None if result is None else result["metrics"]["accuracy"]
 
   # The files commit as one set: a failed or killed run leaves the previous set intact.

@@ -69,9 +69,7 @@ def main():
   model = model_io.load_classifier(FLAGS.model)
   magnitude_pruning.check_float_model(model, "prune")
   data_dir, batch_size = FLAGS.data_dir, FLAGS.batch_size
-  train_ds, val_ds, steps = input_pipeline.fine_tune_datasets(
-      data_dir, batch_size, seed=FLAGS.seed, steps=FLAGS.steps_per_epoch,
-      on_validation=FLAGS.fine_tune_on_validation)
+  train_ds, val_ds, steps = common.fine_tune_datasets()
 
   before = evaluate.evaluate_keras_model(model, data_dir, "validation", batch_size)
   pruned = magnitude_pruning.prune_and_fine_tune(
@@ -106,6 +104,7 @@ def _report(model, pruned, model_path, sparse, target, steps, before, after):
       "steps_per_epoch": steps,
       "learning_rate": FLAGS.learning_rate,
       "batch_size": batch_size,
+      **common.robust_augmentation_record(),
       "sparsity": magnitude_pruning.sparsity_report(pruned),
       "fine_tune_split": "train+validation" if FLAGS.fine_tune_on_validation else "train",
       "validation_accuracy": {"dense": before["metrics"]["accuracy"],

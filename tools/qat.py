@@ -65,13 +65,10 @@ def main():
   # Imported here so that flag errors are reported without loading TensorFlow.
   from tf_gtsrb import io_utils  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.compression import quantization  # pylint: disable=g-import-not-at-top
-  from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.models import io as model_io  # pylint: disable=g-import-not-at-top
 
   model = model_io.load_classifier(FLAGS.model)
-  train_ds, val_ds, steps = input_pipeline.fine_tune_datasets(
-      FLAGS.data_dir, FLAGS.batch_size, seed=FLAGS.seed, steps=FLAGS.steps_per_epoch,
-      on_validation=FLAGS.fine_tune_on_validation)
+  train_ds, val_ds, steps = common.fine_tune_datasets()
   preserve = {"auto": None, "true": True, "false": False}[FLAGS.preserve_sparsity]
   qat_model, record = quantization.run_qat(
       model, train_ds, val_ds, FLAGS.epochs, FLAGS.learning_rate, steps,
@@ -86,6 +83,7 @@ def main():
       "steps_per_epoch": steps,
       "learning_rate": FLAGS.learning_rate,
       "batch_size": FLAGS.batch_size,
+      **common.robust_augmentation_record(),
       "preserve_sparsity": record["preserve_sparsity"],
       "cluster": record["clusters"],
       "teacher": common.teacher_record(),

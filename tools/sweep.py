@@ -62,8 +62,7 @@ def main():
         f"{FLAGS.model}: model takes {model.input_shape[1]}x{model.input_shape[2]} images but "
         f"{data_dir} holds {size}x{size} images")
   sweep.check_sweep_args(model, percentages, FLAGS.criterion, FLAGS.epochs, FLAGS.learning_rate)
-  train_ds, val_ds, steps = input_pipeline.fine_tune_datasets(
-      data_dir, batch_size, seed=FLAGS.seed, steps=FLAGS.steps_per_epoch)
+  train_ds, val_ds, steps = common.fine_tune_datasets()
   result = sweep.run_sweep(
       model, train_ds, val_ds,
       input_pipeline.eval_dataset(data_dir, "test", batch_size),

@@ -33,10 +33,7 @@ flags.DEFINE_float("warmup_epochs", 1.0, "Linear warm-up length for the cosine s
 flags.DEFINE_float("label_smoothing", 0.1, "Label smoothing of the cross-entropy.")
 flags.DEFINE_bool("augment", True,
                   "Online augmentation (rotation, shift, zoom, colour, gamma, shadow, blur).")
-flags.DEFINE_float("erase_probability", 0.0, "Share of training images that also get a random "
-                   "erasing (a square filled with the image's mean colour); 0: none.")
-flags.DEFINE_float("noise_probability", 0.0, "Share of training images that also get sensor "
-                   "noise (Gaussian, sigma 0.02-0.12 of the pixel range); 0: none.")
+common.define_robust_augmentation_flags()
 flags.DEFINE_integer("seed", 0, "Seed of weights init, data order and augmentation.")
 flags.DEFINE_integer("early_stopping_patience", 0, "Stop after this many epochs without a "
                      "better validation accuracy; 0 never stops early.")

@@ -122,12 +122,14 @@ def train_dataset(data_dir, batch_size, augment=True, seed=0, start_step=0, spli
                              erase_probability, noise_probability)
 
 
-def fine_tune_datasets(data_dir, batch_size, seed=0, steps=0, on_validation=False):
+def fine_tune_datasets(data_dir, batch_size, seed=0, steps=0, on_validation=False,
+                       erase_probability=0.0, noise_probability=0.0):
   """(training batches, validation batches or None, steps per epoch) of a fine-tune.
 
   It trains on the train split and validates on the validation split when the
   dataset has one. With `on_validation` (a final fit) it trains on
   'train+validation' and validates on nothing. `steps` 0 is one pass per epoch.
+  The probabilities add robust augmentation as in `train_dataset`.
   """
   split = "train+validation" if on_validation else "train"
   if on_validation and not has_split(data_dir, "validation"):
@@ -136,7 +138,10 @@ def fine_tune_datasets(data_dir, batch_size, seed=0, steps=0, on_validation=Fals
   steps = steps or steps_per_epoch(split_size(data_dir, split), batch_size)
   val_ds = (eval_dataset(data_dir, "validation", batch_size)
             if not on_validation and has_split(data_dir, "validation") else None)
-  return train_dataset(data_dir, batch_size, seed=seed, split=split), val_ds, steps
+  train_ds = train_dataset(data_dir, batch_size, seed=seed, split=split,
+                           erase_probability=erase_probability,
+                           noise_probability=noise_probability)
+  return train_ds, val_ds, steps
 
 
 def batches_from_arrays(images, labels, batch_size, augment=True, seed=0, start_step=0,
