@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The robust separable variant (configs/train/separable_robust.flags, trained into
-# runs/separable_robust): the same QAT and scoring as results/separable/release.sh, side by side
+# runs/separable_robust): the same QAT (with the training's noise and erasing, as the release
+# recipe's fine-tunes now get them) and scoring as results/separable/release.sh, side by side
 # with the released model on the same seeded 1,000-image corruption subset, so that its numbers
 # compare with results/separable/robustness.json without retraining the separable model. The
 # rule that decides (validation within 0.1 points of separable's, higher mean corruption
@@ -11,7 +12,8 @@ run=runs/separable_robust
 out=results/separable_robust
 teachers=results/teachers/real14_swa.keras,results/teachers/real3_swa_float32.tflite,results/teachers/real17_float32.tflite
 gtsrb-qat --model=$run/model.keras --data_dir=runs/gtsrb --output_dir=$run/qat --epochs=4 \
-  --learning_rate=1e-4 --batch_size=128 --teacher=$teachers --distill_mixup=1.0 > $out/qat.log 2>&1
+  --learning_rate=1e-4 --batch_size=128 --teacher=$teachers --distill_mixup=1.0 \
+  --noise_probability=0.5 --erase_probability=0.5 > $out/qat.log 2>&1
 gtsrb-convert --model=$run/qat/qat.keras --data_dir=runs/gtsrb --modes=int8 \
   --output_dir=$run/tflite > $out/convert.log 2>&1
 gtsrb-benchmark-tflite --data_dir=runs/gtsrb --split=validation --output_dir=$run/bench_validation \
