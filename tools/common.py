@@ -235,13 +235,13 @@ def robust_augmentation_record():
           "noise_probability": FLAGS.noise_probability}
 
 
-def fine_tune_datasets():
-  """`input_pipeline.fine_tune_datasets` as the fine-tuning flags ask."""
+def fine_tune_datasets(on_validation=False):
+  """`input_pipeline.fine_tune_datasets` as the fine-tuning flags ask; `on_validation`:
+  a final fit (a tool's --fine_tune_on_validation)."""
   from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
   return input_pipeline.fine_tune_datasets(
       FLAGS.data_dir, FLAGS.batch_size, seed=FLAGS.seed, steps=FLAGS.steps_per_epoch,
-      on_validation="fine_tune_on_validation" in FLAGS and FLAGS.fine_tune_on_validation,
-      erase_probability=FLAGS.erase_probability,
+      on_validation=on_validation, erase_probability=FLAGS.erase_probability,
       noise_probability=FLAGS.noise_probability)
 
 

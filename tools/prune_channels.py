@@ -76,7 +76,7 @@ def main():
     percentages = channel_pruning.parse_percentages(FLAGS.percent)
   model = model_io.load_classifier(model_path)
   batch_size = FLAGS.batch_size
-  train_ds, val_ds, steps = common.fine_tune_datasets()
+  train_ds, val_ds, steps = common.fine_tune_datasets(FLAGS.fine_tune_on_validation)
   pruned, config = channel_pruning.prune_and_fine_tune(
       model, percentages, train_ds, val_ds, FLAGS.epochs, FLAGS.learning_rate, steps,
       criterion=FLAGS.criterion, swa_epochs=FLAGS.swa_epochs,

@@ -61,7 +61,6 @@ def main():
   # Imported here so that flag errors are reported without loading TensorFlow.
   from tf_gtsrb import io_utils  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.compression import magnitude_pruning  # pylint: disable=g-import-not-at-top
-  from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.evaluation import evaluate  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.models import io as model_io  # pylint: disable=g-import-not-at-top
 
@@ -69,7 +68,7 @@ def main():
   model = model_io.load_classifier(FLAGS.model)
   magnitude_pruning.check_float_model(model, "prune")
   data_dir, batch_size = FLAGS.data_dir, FLAGS.batch_size
-  train_ds, val_ds, steps = common.fine_tune_datasets()
+  train_ds, val_ds, steps = common.fine_tune_datasets(FLAGS.fine_tune_on_validation)
 
   before = evaluate.evaluate_keras_model(model, data_dir, "validation", batch_size)
   pruned = magnitude_pruning.prune_and_fine_tune(

@@ -68,7 +68,7 @@ def main():
   from tf_gtsrb.models import io as model_io  # pylint: disable=g-import-not-at-top
 
   model = model_io.load_classifier(FLAGS.model)
-  train_ds, val_ds, steps = common.fine_tune_datasets()
+  train_ds, val_ds, steps = common.fine_tune_datasets(FLAGS.fine_tune_on_validation)
   preserve = {"auto": None, "true": True, "false": False}[FLAGS.preserve_sparsity]
   qat_model, record = quantization.run_qat(
       model, train_ds, val_ds, FLAGS.epochs, FLAGS.learning_rate, steps,
