@@ -156,6 +156,22 @@ def test_a_failed_agreement_check_is_reported_and_a_passed_one_is_not():
   assert pipeline_tool.failed_check({}) is None  # Stopped before the benchmark.
 
 
+def test_a_failed_check_exits_4_unless_accepted(monkeypatch, tmp_path, capsys):
+  agreement = {"agreement": 0.9767, "min_agreement": 0.99, "passed": False}
+  failed = {"benchmark": pipeline.BenchmarkRecord("benchmark.json", agreement)}
+  monkeypatch.setattr(pipeline.Pipeline, "run", lambda self, only=None, force=(): failed)
+  flags.FLAGS(["gtsrb-pipeline", f"--work_dir={tmp_path}"])
+  try:
+    assert pipeline_tool.main() == 4
+    assert "error: failed check: INT8 and QAT predictions agree on 97.67%" in capsys.readouterr().err
+    flags.FLAGS.allow_failed_checks = True
+    assert pipeline_tool.main() == 0
+    err = capsys.readouterr().err
+    assert "warning: failed check accepted" in err and "error" not in err
+  finally:
+    flags.FLAGS.unparse_flags()
+
+
 TRAIN_CONFIG_FILES = sorted(glob.glob(os.path.join(REPO, "configs", "train", "*.flags")))
 
 
