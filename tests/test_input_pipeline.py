@@ -200,6 +200,37 @@ def test_erasing_leaves_the_other_augmentations_unchanged():
   np.testing.assert_array_equal(plain[~changed], erased[~changed])
 
 
+def test_stickers_are_one_to_three_solid_patches_of_random_colour():
+  images = tf.random.stateless_uniform((64, 32, 32, 3), seed=[3, 4])
+  seeds = tf.random.experimental.stateless_split(
+      tf.constant([7, 8], tf.int64), num=2 + 5 * augment.MAX_STICKERS)
+  out = augment._maybe_stickers(images, seeds, probability=1.0).numpy()
+  covered = np.any(out != images.numpy(), axis=-1)
+  shares = covered.mean(axis=(1, 2))
+  low, high = augment.STICKER_AREA
+  # Patches round to whole pixels and may overlap; each image keeps most of itself.
+  assert np.all(shares > 0) and np.all(shares <= high + 0.05)
+  assert shares.std() > 0.03  # The covered area varies from image to image.
+  colours = [np.unique(image[mask], axis=0) for image, mask in zip(out, covered)]
+  assert all(1 <= len(c) <= augment.MAX_STICKERS for c in colours)
+  assert {len(c) for c in colours} == {1, 2, 3}
+  half = augment._maybe_stickers(images, seeds, probability=0.5).numpy()
+  untouched = np.all(half == images.numpy(), axis=(1, 2, 3))
+  assert 16 < untouched.sum() < 48
+  assert np.array_equal(augment._maybe_stickers(images, seeds, 0.0).numpy(), images.numpy())
+
+
+def test_stickers_leave_the_other_augmentations_unchanged_and_are_deterministic():
+  images = tf.random.stateless_uniform((8, 32, 32, 3), seed=[1, 2])
+  plain = augment.augment_batch(images, tf.constant([0, 5])).numpy()
+  stickered = augment.augment_batch(images, tf.constant([0, 5]), sticker_probability=1.0)
+  again = augment.augment_batch(images, tf.constant([0, 5]), sticker_probability=1.0)
+  np.testing.assert_array_equal(stickered.numpy(), again.numpy())
+  changed = np.any(plain != stickered.numpy(), axis=-1)
+  assert all(0 < c.sum() < c.size / 2 for c in changed)
+  np.testing.assert_array_equal(plain[~changed], stickered.numpy()[~changed])
+
+
 def test_sensor_noise_has_a_per_image_strength_within_its_range():
   images = tf.fill((64, 32, 32, 3), 0.5)
   seeds = tf.random.experimental.stateless_split(tf.constant([9, 10], tf.int64), num=3)
@@ -272,9 +303,13 @@ def test_fine_tune_datasets_add_the_robust_augmentation(tiny_data_dir):
       tiny_data_dir, 16, noise_probability=1.0)[0]))
   erased_images, _ = next(iter(input_pipeline.fine_tune_datasets(
       tiny_data_dir, 16, erase_probability=1.0)[0]))
+  stickered_images, _ = next(iter(input_pipeline.fine_tune_datasets(
+      tiny_data_dir, 16, sticker_probability=1.0)[0]))
   np.testing.assert_array_equal(noisy_labels, plain_labels)  # Same images, same order.
   assert np.abs(noisy_images - plain_images).mean() > 0.01
   assert not np.array_equal(erased_images, plain_images)
+  assert not np.array_equal(stickered_images, plain_images)
+  assert not np.array_equal(stickered_images, erased_images)
 
 
 def test_final_fit_datasets_train_on_both_splits_and_validate_on_nothing(tiny_data_dir):

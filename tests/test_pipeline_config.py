@@ -79,7 +79,7 @@ def test_given_baseline_drops_only_the_baseline_training_settings(tmp_path):
   assert set(settings) == expected
   # The robust augmentation also changes the fine-tunes of a given baseline.
   assert {"baseline_model", "label_smoothing", "batch_size", "noise_probability",
-          "erase_probability"} <= set(settings)
+          "erase_probability", "sticker_probability"} <= set(settings)
   assert "epochs" not in settings
   with open(__file__, "rb") as f:
     assert settings["baseline_model"]["sha256"] == hashlib.sha256(f.read()).hexdigest()
@@ -96,6 +96,7 @@ def test_the_fine_tunes_get_the_robust_augmentation(tiny_data_dir, tmp_path):
   plain = first_batch()
   assert np.abs(first_batch(noise_probability=1.0) - plain).mean() > 0.01
   assert not np.array_equal(first_batch(erase_probability=1.0), plain)
+  assert not np.array_equal(first_batch(sticker_probability=1.0), plain)
 
 
 def test_field_without_step_metadata_counts_for_the_first_step(tmp_path):

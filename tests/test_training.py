@@ -131,6 +131,7 @@ def test_resume_accepts_a_saved_config_without_a_newer_setting(trained_copy):
 def test_bad_config_is_refused_before_work(tiny_data_dir, tmp_path):
   for overrides in ({"epochs": 0}, {"schedule": "step"}, {"label_smoothing": 1.0},
                     {"learning_rate": 0.0}, {"strategy": "tpu"}, {"erase_probability": 1.5},
+                    {"sticker_probability": -0.1},
                     {"teacher": str(tmp_path / "no_teacher.keras")}, {"swa_epochs": -1},
                     {"swa_learning_rate": 0.0}):
     with pytest.raises(errors.ConfigError):

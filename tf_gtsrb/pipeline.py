@@ -170,6 +170,10 @@ class PipelineConfig:
       0.0, "train", "Share of the training images of every training step (baseline, pruning "
       "fine-tune, sparsify, QAT) that also get sensor noise (Gaussian, sigma 0.02-0.12 of the "
       "pixel range); 0: none.")
+  sticker_probability: float = _setting(
+      0.0, "train", "Share of the training images of every training step (baseline, pruning "
+      "fine-tune, sparsify, QAT) that also get stickers (1-3 opaque patches of random colour "
+      "covering 2-33% of the image); 0: none.")
   steps_per_epoch: int = _setting(0, "train", "Steps per epoch; 0 is one pass over the train "
                                   "split.")
   teacher: Optional[str] = _setting(
@@ -290,7 +294,7 @@ class PipelineConfig:
       raise errors.ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
     if not 0.0 <= self.label_smoothing < 1.0:
       raise errors.ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-    for name in ("erase_probability", "noise_probability"):
+    for name in ("erase_probability", "noise_probability", "sticker_probability"):
       if not 0.0 <= getattr(self, name) <= 1.0:
         raise errors.ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
     if not 0.0 <= self.dropout < 1.0:
@@ -463,7 +467,7 @@ class Pipeline:
         label_smoothing=c.label_smoothing, seed=c.seed, steps_per_epoch=c.steps_per_epoch,
         model_kwargs={"dropout": c.dropout}, teacher=c.teacher or "",
         erase_probability=c.erase_probability, noise_probability=c.noise_probability,
-        swa_epochs=c.swa_epochs,
+        sticker_probability=c.sticker_probability, swa_epochs=c.swa_epochs,
         swa_learning_rate=c.swa_learning_rate)
     # Resume only a run started with these settings and upstream outputs: the
     # trainer's own check ignores the dataset, which may have been rebuilt. A run
@@ -551,7 +555,7 @@ class Pipeline:
     return input_pipeline.fine_tune_datasets(
         results["prepare"].dataset_dir, c.batch_size, seed=c.seed, steps=c.steps_per_epoch,
         on_validation=c.fine_tune_on_validation, erase_probability=c.erase_probability,
-        noise_probability=c.noise_probability)
+        noise_probability=c.noise_probability, sticker_probability=c.sticker_probability)
 
   def _prune(self, results):
     # pylint: disable=g-import-not-at-top

@@ -4,8 +4,9 @@ Per image: a small rotation, shift and zoom (one projective transform), colour
 jitter (brightness, contrast, saturation, hue), a gamma change (under- and
 over-exposure, backlit signs) and, sometimes, a shadow over part of the image
 (darker beyond a random straight edge) and a 3x3 Gaussian blur; optionally, random
-erasing (a square filled with the image's mean colour) and sensor noise (Gaussian,
-per pixel and channel, of a random strength). Randomness is
+erasing (a square filled with the image's mean colour), stickers (one to three
+opaque patches of random colour) and sensor noise (Gaussian, per pixel and channel,
+of a random strength). Randomness is
 stateless and derived from (seed, batch index), so a resumed run sees exactly
 the augmentations an uninterrupted run would have.
 """
@@ -28,14 +29,21 @@ SHADOW_EDGE_PIXELS = 1.0  # Width of the soft shadow edge.
 BLUR_PROBABILITY = 0.1
 ERASE_SIDE = (0.25, 0.5)  # Side of an erased square, as a share of the image width.
 NOISE_SIGMA = (0.02, 0.12)  # Standard deviation of the sensor noise, in [0, 1] pixel units.
+# Stickers as timm's RandomErasing(mode="rand", max_count=3): 1-3 patches sharing a random
+# STICKER_AREA of the image, each of a random aspect ratio and one random colour.
+MAX_STICKERS = 3
+STICKER_AREA = (0.02, 1 / 3)
+STICKER_ASPECT = (0.3, 1 / 0.3)
 
 
-def augment_batch(images, seed, erase_probability=0.0, noise_probability=0.0):
+def augment_batch(images, seed, erase_probability=0.0, noise_probability=0.0,
+                  sticker_probability=0.0):
   """Augments a (B, H, W, 3) float32 batch; `seed` is a shape-[2] int tensor.
 
   `erase_probability`: share of images that get a random erasing (Zhong et al.
-  2017) after the other changes; `noise_probability`: share that then get sensor
-  noise. 0 leaves the augmentation exactly as without them.
+  2017) after the other changes; `sticker_probability`: share that then get
+  stickers; `noise_probability`: share that then get sensor noise. 0 leaves the
+  augmentation exactly as without them.
   """
   seed = tf.cast(seed, tf.int64)
   seeds = tf.random.experimental.stateless_split(seed, num=12)
@@ -48,6 +56,10 @@ def augment_batch(images, seed, erase_probability=0.0, noise_probability=0.0):
     erase_seeds = tf.random.experimental.stateless_split(
         tf.random.experimental.stateless_fold_in(seed, 1), num=4)
     images = _maybe_erase(images, erase_seeds, erase_probability)
+  if sticker_probability > 0:
+    sticker_seeds = tf.random.experimental.stateless_split(
+        tf.random.experimental.stateless_fold_in(seed, 3), num=2 + 5 * MAX_STICKERS)
+    images = _maybe_stickers(images, sticker_seeds, sticker_probability)
   if noise_probability > 0:
     noise_seeds = tf.random.experimental.stateless_split(
         tf.random.experimental.stateless_fold_in(seed, 2), num=3)
@@ -156,3 +168,30 @@ def _maybe_erase(images, seeds, probability):
   use = per_image(_uniform(seeds[3], batch, 0.0, 1.0) < probability)
   mean = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
   return tf.where((inside & use)[..., None], mean, images)
+
+
+def _maybe_stickers(images, seeds, probability):
+  """Covers, with `probability`, each image with 1 to MAX_STICKERS opaque patches of
+  random colour that together take a random STICKER_AREA share of it."""
+  batch = tf.shape(images)[0]
+  height = tf.cast(tf.shape(images)[1], tf.float32)
+  width = tf.cast(tf.shape(images)[2], tf.float32)
+  use = _uniform(seeds[0], batch, 0.0, 1.0) < probability
+  count = tf.floor(_uniform(seeds[1], batch, 1.0, MAX_STICKERS + 1.0))
+  ys, xs = tf.meshgrid(tf.range(height) + 0.5, tf.range(width) + 0.5, indexing="ij")
+  per_image = lambda v: tf.reshape(v, [-1, 1, 1])
+  log_aspect = (math.log(STICKER_ASPECT[0]), math.log(STICKER_ASPECT[1]))
+  for i in range(MAX_STICKERS):
+    s = seeds[2 + 5 * i:7 + 5 * i]
+    area = _uniform(s[0], batch, *STICKER_AREA) * height * width / count
+    aspect = tf.exp(_uniform(s[1], batch, *log_aspect))
+    h = tf.minimum(tf.sqrt(area * aspect), height)
+    w = tf.minimum(tf.sqrt(area / aspect), width)
+    top = _uniform(s[2], batch, 0.0, 1.0) * (height - h)
+    left = _uniform(s[3], batch, 0.0, 1.0) * (width - w)
+    inside = ((xs >= per_image(left)) & (xs < per_image(left + w)) &
+              (ys >= per_image(top)) & (ys < per_image(top + h)))
+    inside &= per_image(use & (i < count))
+    colour = tf.random.stateless_uniform([batch, 1, 1, 3], seed=s[4])
+    images = tf.where(inside[..., None], colour, images)
+  return images

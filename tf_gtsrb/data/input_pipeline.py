@@ -112,18 +112,19 @@ def steps_per_epoch(num_examples, batch_size):
 
 
 def train_dataset(data_dir, batch_size, augment=True, seed=0, start_step=0, split="train",
-                  erase_probability=0.0, noise_probability=0.0):
+                  erase_probability=0.0, noise_probability=0.0, sticker_probability=0.0):
   """Endless (float images, labels) training batches starting at global step `start_step`.
 
   Use with `model.fit(..., steps_per_epoch=steps_per_epoch(split_size(...), batch_size))`.
   """
   images, labels = load_arrays(data_dir, split)
   return batches_from_arrays(images, labels, batch_size, augment, seed, start_step,
-                             erase_probability, noise_probability)
+                             erase_probability, noise_probability, sticker_probability)
 
 
 def fine_tune_datasets(data_dir, batch_size, seed=0, steps=0, on_validation=False,
-                       erase_probability=0.0, noise_probability=0.0):
+                       erase_probability=0.0, noise_probability=0.0,
+                       sticker_probability=0.0):
   """(training batches, validation batches or None, steps per epoch) of a fine-tune.
 
   It trains on the train split and validates on the validation split when the
@@ -140,12 +141,14 @@ def fine_tune_datasets(data_dir, batch_size, seed=0, steps=0, on_validation=Fals
             if not on_validation and has_split(data_dir, "validation") else None)
   train_ds = train_dataset(data_dir, batch_size, seed=seed, split=split,
                            erase_probability=erase_probability,
-                           noise_probability=noise_probability)
+                           noise_probability=noise_probability,
+                           sticker_probability=sticker_probability)
   return train_ds, val_ds, steps
 
 
 def batches_from_arrays(images, labels, batch_size, augment=True, seed=0, start_step=0,
-                        erase_probability=0.0, noise_probability=0.0):
+                        erase_probability=0.0, noise_probability=0.0,
+                        sticker_probability=0.0):
   """Like `train_dataset`, from in-memory uint8 images and integer labels."""
   num = len(images)
   steps = steps_per_epoch(num, batch_size)
@@ -163,7 +166,8 @@ def batches_from_arrays(images, labels, batch_size, augment=True, seed=0, start_
     batch = to_float(tf.gather(images, index))
     if augment:
       batch = augment_lib.augment_batch(batch, tf.stack([tf.cast(seed, tf.int64) + 1, step]),
-                                        erase_probability, noise_probability)
+                                        erase_probability, noise_probability,
+                                        sticker_probability)
     return batch, tf.gather(labels, index)
 
   return (tf.data.Dataset.range(first_epoch, 2**62)
