@@ -608,13 +608,20 @@ def test_corruption_subset_adds_robustness_to_the_benchmark_and_the_reports(fini
   scores = io_utils.read_json(results["benchmark"].robustness)
   assert set(scores) == {"baseline (TFLite float32)", "pruned+QAT (TFLite INT8)"}
   assert all(r["num_images"] == 30 and len(r["accuracy"]) == 13 for r in scores.values())
+  validation_scores = io_utils.read_json(results["benchmark"].validation_robustness)
+  assert set(validation_scores) == set(scores)
+  assert all(r["num_images"] == 30 for r in validation_scores.values())
+  assert validation_scores != scores  # Other images.
   report_md = open(results["report"].report_md).read()
-  assert "## Robustness to corruptions" in report_md and "on 30 test images" in report_md
+  assert "## Robustness to corruptions" in report_md
+  assert "On 30 validation images" in report_md and "On 30 test images" in report_md
   report_html = open(results["report"].report_html).read()
   assert "no corruption benchmark" not in report_html and "severity 5" in report_html
   results, lines = _run(_config(work_dir))  # Off again: no stale robustness left behind.
   assert results["benchmark"].robustness is None
+  assert results["benchmark"].validation_robustness is None
   assert not os.path.exists(os.path.join(work_dir, "benchmark", "robustness.json"))
+  assert not os.path.exists(os.path.join(work_dir, "benchmark", "validation", "robustness.json"))
   assert "## Robustness" not in open(results["report"].report_md).read()
 
 

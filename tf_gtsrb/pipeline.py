@@ -103,7 +103,8 @@ class ConvertRecord:
 class BenchmarkRecord:
   benchmark: str
   agreement: Optional[dict]
-  robustness: Optional[str] = None
+  robustness: Optional[str] = None  # The suite on test images (reports).
+  validation_robustness: Optional[str] = None  # The suite on validation images (decides).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,7 +258,8 @@ class PipelineConfig:
       "time, cycles, NPU share, SRAM, flash and encoded weights in the benchmark and report.")
   corruption_subset: int = _setting(
       0, "benchmark", "Also score the float32 and INT8 flatbuffers under the corruption suite "
-      "(docs/robustness.md) on a seeded sample of this many test images (count; 0: off).")
+      "(docs/robustness.md) on a seeded sample of this many test images, and of this many "
+      "validation images when the fine-tunes did not train on them (count; 0: off).")
   seed: int = _setting(0, "prepare", "Seed of the split, training and augmentation.")
 
   def dirs(self):
@@ -725,19 +727,29 @@ class Pipeline:
         reference=pipeline_report.KERAS_NAME,
         agreement_pair=[pipeline_report.INT8_NAME, pipeline_report.QAT_NAME],
         npu=c.npu.split(",") if c.npu else ())
-    robustness_path = os.path.join(self.dirs["benchmark"], "robustness.json")
-    if os.path.exists(robustness_path):
-      os.remove(robustness_path)
-    if c.corruption_subset:
-      from tf_gtsrb.evaluation import robustness  # pylint: disable=g-import-not-at-top
+    output_dirs = {"test": self.dirs["benchmark"],
+                   "validation": os.path.join(self.dirs["benchmark"], "validation")}
+    for output_dir in output_dirs.values():
+      if os.path.exists(os.path.join(output_dir, "robustness.json")):
+        os.remove(os.path.join(output_dir, "robustness.json"))
+    if not c.corruption_subset:
+      return BenchmarkRecord(json_path, benchmark.get("agreement"))
+    from tf_gtsrb.evaluation import robustness  # pylint: disable=g-import-not-at-top
+    from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
+    dataset_dir = results["prepare"].dataset_dir
+    if c.fine_tune_on_validation or not input_pipeline.has_split(dataset_dir, "validation"):
+      del output_dirs["validation"]  # No held-out validation images to score.
+    paths = {}
+    for split, output_dir in output_dirs.items():
+      self.log(f"corruption suite on {split} images")
       scores = robustness.evaluate_model_files(
           {name: specs[name] for name in (pipeline_report.FLOAT_TFLITE_NAME,
                                           pipeline_report.INT8_NAME)},
-          results["prepare"].dataset_dir, self.dirs["benchmark"],
-          subset=c.corruption_subset, log=self.log)
+          dataset_dir, output_dir, split=split, subset=c.corruption_subset, log=self.log)
       self.log(robustness.comparison_table(scores))
-      return BenchmarkRecord(json_path, benchmark.get("agreement"), robustness_path)
-    return BenchmarkRecord(json_path, benchmark.get("agreement"))
+      paths[split] = os.path.join(output_dir, "robustness.json")
+    return BenchmarkRecord(json_path, benchmark.get("agreement"), paths["test"],
+                           paths.get("validation"))
 
   def _report(self, results):
     from tf_gtsrb.evaluation import pipeline_report  # pylint: disable=g-import-not-at-top

@@ -86,7 +86,8 @@ def write_pipeline_report(results, config, output_dir):
       + _flatbuffer_validation(results["convert"].val_accuracy, why_missing) + ".",
       "",
       bench_md.replace("# GTSRB test benchmark", "## Official test set").strip(), "",
-      *_robustness_lines(results["benchmark"].robustness),
+      *_robustness_lines(results["benchmark"].validation_robustness,
+                         results["benchmark"].robustness),
       "## Targets", "", "| Target | Measured | Met |", "|---|---:|:---:|",
   ] + [f"| {name} | {value} | {'yes' if ok else 'NO'} |" for name, value, ok in checks] + [
       "", "## Settings", "", "```",
@@ -121,17 +122,22 @@ def _sparsify_line(sparsify, config, why_missing):
           f"{_percent(sparsify.val_accuracy, why_missing)}.  "]
 
 
-def _robustness_lines(robustness_path):
-  """The corruption suite's comparison table as a report section; none when not run."""
-  if not robustness_path:
+def _robustness_lines(validation_path, test_path):
+  """The corruption suite's comparison tables (validation decides, test reports) as a
+  report section; none when not run."""
+  if not test_path:
     return []
   from tf_gtsrb.evaluation import robustness  # pylint: disable=g-import-not-at-top
-  scores = io_utils.read_json(robustness_path)
-  sample = next(iter(scores.values()))["num_images"]
-  return ["## Robustness to corruptions", "",
-          f"The corruption suite (docs/robustness.md) on {sample:,} test images: accuracy per "
-          "kind, averaged over its severities.", "",
-          robustness.comparison_table(scores).strip(), ""]
+  lines = ["## Robustness to corruptions", "",
+           "The corruption suite (docs/robustness.md): accuracy per kind, averaged over its "
+           "severities.", ""]
+  for split, path in (("validation", validation_path), ("test", test_path)):
+    if path:
+      scores = io_utils.read_json(path)
+      sample = next(iter(scores.values()))["num_images"]
+      lines += [f"On {sample:,} {split} images:", "",
+                robustness.comparison_table(scores).strip(), ""]
+  return lines
 
 
 def _flatbuffer_validation(accuracies, why_missing):
