@@ -601,6 +601,24 @@ def test_other_data_in_the_same_work_dir_rebuilds_the_dataset(finished, tmp_path
   assert results["prepare"].splits["test"] == 5
 
 
+def test_report_and_release_state_the_wall_time_of_the_steps(finished, tmp_path):
+  from tf_gtsrb.export import release  # pylint: disable=g-import-not-at-top
+  work_dir, results = finished["work_dir"], finished["results"]
+  report = io_utils.read_json(results["report"].report_json)
+  steps_before_report = STEPS[:STEPS.index("report")]
+  assert set(report["seconds"]) == set(steps_before_report)
+  for step in steps_before_report:  # As each step's marker recorded it.
+    assert report["seconds"][step] == io_utils.read_json(_marker(work_dir, step))["seconds"]
+  total = sum(report["seconds"].values()) / 60
+  longest = max(report["seconds"], key=report["seconds"].get)
+  text = f"{total:.0f} minutes ({longest} {report['seconds'][longest] / 60:.1f}, "
+  assert f"## Wall time\n\nThe steps before this report took {text}" \
+      in open(results["report"].report_md).read()
+  release.release(results, str(tmp_path / "models"), "gtsrb-pipeline --flagfile=x.flags")
+  readme = (tmp_path / "models" / "README.md").read_text()
+  assert f"Wall time of the recipe on that machine: {text}" in readme
+
+
 def test_corruption_subset_adds_robustness_to_the_benchmark_and_the_reports(finished, tmp_path):
   work_dir = _copy(finished, tmp_path)
   results, lines = _run(_config(work_dir, corruption_subset=30))

@@ -357,6 +357,7 @@ class Pipeline:
     self.dirs = config.dirs()
     self.log = log
     self.fingerprints = {}
+    self.seconds = {}  # Wall time of each step's last run (recorded in its marker).
     self._running = None  # (fingerprint, forced) of the step being run.
 
   def _marker(self, step):
@@ -384,6 +385,7 @@ class Pipeline:
       if done and step not in force:
         self.log(f"[{step}] up to date, skipped")
         results[step] = _record(step, recorded["outputs"])
+        self.seconds[step] = recorded.get("seconds")
       else:
         if os.path.exists(marker):
           os.remove(marker)  # Outputs about to change: no stale "complete" claim.
@@ -392,9 +394,10 @@ class Pipeline:
         self._running = (fingerprint, step in force)
         record = getattr(self, f"_{step}")(results)
         ran.add(step)
+        self.seconds[step] = round(time.time() - start, 1)
         io_utils.write_json(marker, {"fingerprint": fingerprint,
                                      "outputs": dataclasses.asdict(record),
-                                     "seconds": round(time.time() - start, 1)})
+                                     "seconds": self.seconds[step]})
         results[step] = record
         self.log(f"[{step}] done in {time.time() - start:.0f} s")
       self.fingerprints[step] = fingerprint
@@ -753,8 +756,8 @@ class Pipeline:
 
   def _report(self, results):
     from tf_gtsrb.evaluation import pipeline_report  # pylint: disable=g-import-not-at-top
-    record = ReportRecord(**pipeline_report.write_pipeline_report(results, self.config,
-                                                                  self.dirs["report"]))
+    record = ReportRecord(**pipeline_report.write_pipeline_report(
+        results, self.config, self.dirs["report"], seconds=self.seconds))
     with open(record.report_md) as f:
       self.log(f.read())
     return record

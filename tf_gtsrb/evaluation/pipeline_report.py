@@ -54,9 +54,9 @@ def target_checks(benchmark):
   return checks
 
 
-def write_pipeline_report(results, config, output_dir):
+def write_pipeline_report(results, config, output_dir, seconds=None):
   """Writes report.md, report.json and report.html (`html_report`) from the pipeline
-  steps' results; returns their paths."""
+  steps' results; returns their paths. `seconds`: {step: wall time of its last run}."""
   benchmark = io_utils.read_json(results["benchmark"].benchmark)
   bench_md = _read_text(os.path.join(os.path.dirname(results["benchmark"].benchmark),
                                      "benchmark.md"))
@@ -88,6 +88,7 @@ def write_pipeline_report(results, config, output_dir):
       bench_md.replace("# GTSRB test benchmark", "## Official test set").strip(), "",
       *_robustness_lines(results["benchmark"].validation_robustness,
                          results["benchmark"].robustness),
+      *_wall_time_lines(seconds),
       "## Targets", "", "| Target | Measured | Met |", "|---|---:|:---:|",
   ] + [f"| {name} | {value} | {'yes' if ok else 'NO'} |" for name, value, ok in checks] + [
       "", "## Settings", "", "```",
@@ -95,7 +96,7 @@ def write_pipeline_report(results, config, output_dir):
   report = {"settings": dataclasses.asdict(config),
             "steps": {step: dataclasses.asdict(record) for step, record in results.items()},
             "targets": [{"target": n, "measured": v, "met": ok} for n, v, ok in checks],
-            "benchmark": benchmark, "pruning": prune}
+            "benchmark": benchmark, "pruning": prune, "seconds": seconds or {}}
   md_path = os.path.join(output_dir, "report.md")
   json_path = os.path.join(output_dir, "report.json")
   io_utils.write_json(json_path, report)
@@ -120,6 +121,25 @@ def _sparsify_line(sparsify, config, why_missing):
           + (f", clustered to {config.clusters} values" if config.clusters else "")
           + f": kernel sparsity {100 * sparsify.kernel_sparsity:.1f}%, validation accuracy "
           f"{_percent(sparsify.val_accuracy, why_missing)}.  "]
+
+
+def wall_time(seconds):
+  """'74 minutes (train 48.0, prune 20.1, ...)' from {step: seconds}, longest first; None
+  if unknown."""
+  if not seconds or None in seconds.values():
+    return None
+  steps = ", ".join(f"{step} {s / 60:.1f}"
+                    for step, s in sorted(seconds.items(), key=lambda item: -item[1]))
+  return f"{sum(seconds.values()) / 60:.0f} minutes ({steps})"
+
+
+def _wall_time_lines(seconds):
+  """The steps' wall time as a report section; none when not known."""
+  text = wall_time(seconds)
+  if not text:
+    return []
+  return ["## Wall time", "", f"The steps before this report took {text}, each as its last "
+          "run measured it (a run resumed after a stop counts only what ran after it).", ""]
 
 
 def _robustness_lines(validation_path, test_path):

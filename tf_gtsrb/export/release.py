@@ -109,6 +109,9 @@ def readme_text(report, conversion, command):
        for t in report["targets"]] + [
       "", f"Latency measured on: {report['benchmark']['machine']['cpu']}, "
       f"{report['benchmark']['machine']['threads']} thread(s).", ""]
+  recipe_time = pipeline_report.wall_time(report.get("seconds"))
+  if recipe_time:
+    lines += [f"Wall time of the recipe on that machine: {recipe_time}.", ""]
   return "\n".join(lines)
 
 
