@@ -611,7 +611,7 @@ def test_report_and_release_state_the_wall_time_of_the_steps(finished, tmp_path)
     assert report["seconds"][step] == io_utils.read_json(_marker(work_dir, step))["seconds"]
   total = sum(report["seconds"].values()) / 60
   longest = max(report["seconds"], key=report["seconds"].get)
-  text = f"{total:.0f} minutes ({longest} {report['seconds'][longest] / 60:.1f}, "
+  text = f"{total:.1f} minutes ({longest} {report['seconds'][longest] / 60:.1f}, "
   assert f"## Wall time\n\nThe steps before this report took {text}" \
       in open(results["report"].report_md).read()
   release.release(results, str(tmp_path / "models"), "gtsrb-pipeline --flagfile=x.flags")

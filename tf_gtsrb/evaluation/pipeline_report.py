@@ -124,13 +124,13 @@ def _sparsify_line(sparsify, config, why_missing):
 
 
 def wall_time(seconds):
-  """'74 minutes (train 48.0, prune 20.1, ...)' from {step: seconds}, longest first; None
+  """'74.2 minutes (train 48.0, prune 20.1, ...)' from {step: seconds}, longest first; None
   if unknown."""
   if not seconds or None in seconds.values():
     return None
   steps = ", ".join(f"{step} {s / 60:.1f}"
                     for step, s in sorted(seconds.items(), key=lambda item: -item[1]))
-  return f"{sum(seconds.values()) / 60:.0f} minutes ({steps})"
+  return f"{sum(seconds.values()) / 60:.1f} minutes ({steps})"
 
 
 def _wall_time_lines(seconds):
