@@ -699,13 +699,18 @@ class Pipeline:
     from tf_gtsrb.models import runners
     from tf_gtsrb.data import input_pipeline
     data_dir = results["prepare"].dataset_dir
-    if self.config.fine_tune_on_validation or not input_pipeline.has_split(data_dir,
-                                                                          "validation"):
+    if not self._validation_held_out(data_dir):
       return {name: None for name in paths}
     images, labels = input_pipeline.load_arrays(data_dir, "validation")
     return {name: float((runners.TFLiteRunner(path).predict(images).argmax(axis=1)
                          == labels).mean())
             for name, path in paths.items()}
+
+  def _validation_held_out(self, data_dir):
+    """Whether the dataset has validation images the fine-tunes did not train on."""
+    from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
+    return (not self.config.fine_tune_on_validation
+            and input_pipeline.has_split(data_dir, "validation"))
 
   def _benchmark(self, results):
     """Runs the benchmark in a fresh process (`run.run_in_subprocess`): TensorFlow's thread
@@ -738,9 +743,8 @@ class Pipeline:
     if not c.corruption_subset:
       return BenchmarkRecord(json_path, benchmark.get("agreement"))
     from tf_gtsrb.evaluation import robustness  # pylint: disable=g-import-not-at-top
-    from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
     dataset_dir = results["prepare"].dataset_dir
-    if c.fine_tune_on_validation or not input_pipeline.has_split(dataset_dir, "validation"):
+    if not self._validation_held_out(dataset_dir):
       del output_dirs["validation"]  # No held-out validation images to score.
     paths = {}
     for split, output_dir in output_dirs.items():
