@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from absl import flags
 
+from tf_gtsrb import errors
 from tf_gtsrb import pipeline
 from tf_gtsrb_tools import pipeline as pipeline_tool
 
@@ -97,6 +98,24 @@ def test_the_fine_tunes_get_the_robust_augmentation(tiny_data_dir, tmp_path):
   assert np.abs(first_batch(noise_probability=1.0) - plain).mean() > 0.01
   assert not np.array_equal(first_batch(erase_probability=1.0), plain)
   assert not np.array_equal(first_batch(sticker_probability=1.0), plain)
+  # The fine-tunes' own shares replace the baseline's, and only for the fine-tunes.
+  np.testing.assert_array_equal(
+      first_batch(noise_probability=1.0, sticker_probability=1.0,
+                  fine_tune_noise_probability=0.0, fine_tune_sticker_probability=0.0), plain)
+  assert np.abs(first_batch(fine_tune_noise_probability=1.0) - plain).mean() > 0.01
+
+
+def test_fine_tune_shares_default_to_the_baselines():
+  config = pipeline.PipelineConfig(noise_probability=0.5, sticker_probability=0.5,
+                                   fine_tune_sticker_probability=0.2)
+  assert config.fine_tune_augmentation() == {
+      "erase_probability": 0.0, "noise_probability": 0.5, "sticker_probability": 0.2}
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5])
+def test_fine_tune_share_out_of_range_is_a_config_error(value):
+  with pytest.raises(errors.ConfigError, match="fine_tune_noise_probability"):
+    pipeline.PipelineConfig(fine_tune_noise_probability=value).validate()
 
 
 def test_field_without_step_metadata_counts_for_the_first_step(tmp_path):

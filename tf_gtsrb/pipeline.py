@@ -27,6 +27,8 @@ STEPS = ("prepare", "train", "analyze", "prune", "sparsify", "qat", "convert", "
          "report")
 PRUNE_CRITERIA = ("l1", "bn_gamma")
 _DEFAULT_VAL_FRACTION = 0.15
+# The augmentations a share of the training images gets, as TrainConfig names them.
+_AUGMENTATION_SHARES = ("erase_probability", "noise_probability", "sticker_probability")
 _TRAIN_STARTED = ".started.json"  # Fingerprint of the training run in progress in train/.
 # The steps whose outputs each step reads (its fingerprint holds theirs).
 UPSTREAM = {"prepare": (), "train": ("prepare",), "analyze": ("prepare", "train"),
@@ -165,16 +167,16 @@ class PipelineConfig:
                             trains_baseline=True)
   erase_probability: float = _setting(
       0.0, "train", "Share of the training images of every training step (baseline, pruning "
-      "fine-tune, sparsify, QAT) that also get a random erasing (a square filled with the "
-      "image's mean colour); 0: none.")
+      "fine-tune, sparsify, QAT; see --fine_tune_erase_probability) that also get a random "
+      "erasing (a square filled with the image's mean colour); 0: none.")
   noise_probability: float = _setting(
       0.0, "train", "Share of the training images of every training step (baseline, pruning "
-      "fine-tune, sparsify, QAT) that also get sensor noise (Gaussian, sigma 0.02-0.12 of the "
-      "pixel range); 0: none.")
+      "fine-tune, sparsify, QAT; see --fine_tune_noise_probability) that also get sensor noise "
+      "(Gaussian, sigma 0.02-0.12 of the pixel range); 0: none.")
   sticker_probability: float = _setting(
       0.0, "train", "Share of the training images of every training step (baseline, pruning "
-      "fine-tune, sparsify, QAT) that also get stickers (1-3 opaque patches of random colour "
-      "covering 2-33% of the image); 0: none.")
+      "fine-tune, sparsify, QAT; see --fine_tune_sticker_probability) that also get stickers "
+      "(1-3 opaque patches of random colour covering 2-33% of the image); 0: none.")
   steps_per_epoch: int = _setting(0, "train", "Steps per epoch; 0 is one pass over the train "
                                   "split.")
   teacher: Optional[str] = _setting(
@@ -226,6 +228,15 @@ class PipelineConfig:
       False, "prune", "The pruning and QAT fine-tunes also train on the validation split's "
       "images (a final fit, once the settings were chosen on validation); their validation "
       "accuracies are then not reported.")
+  fine_tune_erase_probability: Optional[float] = _setting(
+      None, "prune", "Random erasing share of the fine-tunes (pruning, sparsify, QAT) alone; "
+      "default: --erase_probability.")
+  fine_tune_noise_probability: Optional[float] = _setting(
+      None, "prune", "Sensor noise share of the fine-tunes (pruning, sparsify, QAT) alone; "
+      "default: --noise_probability.")
+  fine_tune_sticker_probability: Optional[float] = _setting(
+      None, "prune", "Stickers share of the fine-tunes (pruning, sparsify, QAT) alone; "
+      "default: --sticker_probability.")
   sparsity: float = _setting(
       0.0, "sparsify", "Kernel sparsity that tfmot magnitude pruning (prune_low_magnitude) "
       "gives the channel-pruned model while it fine-tunes, before QAT, which keeps the zeros "
@@ -262,6 +273,15 @@ class PipelineConfig:
       "validation images when the fine-tunes did not train on them (count; 0: off).")
   seed: int = _setting(0, "prepare", "Seed of the split, training and augmentation.")
 
+  def fine_tune_augmentation(self):
+    """{erase,noise,sticker}_probability of the fine-tunes: their own shares where set, else
+    the baseline's."""
+    shares = {}
+    for name in _AUGMENTATION_SHARES:
+      own = getattr(self, f"fine_tune_{name}")
+      shares[name] = getattr(self, name) if own is None else own
+    return shares
+
   def dirs(self):
     return {step: os.path.join(self.work_dir, step) for step in STEPS}
 
@@ -296,8 +316,8 @@ class PipelineConfig:
       raise errors.ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
     if not 0.0 <= self.label_smoothing < 1.0:
       raise errors.ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-    for name in ("erase_probability", "noise_probability", "sticker_probability"):
-      if not 0.0 <= getattr(self, name) <= 1.0:
+    for name in _AUGMENTATION_SHARES + tuple(f"fine_tune_{n}" for n in _AUGMENTATION_SHARES):
+      if getattr(self, name) is not None and not 0.0 <= getattr(self, name) <= 1.0:
         raise errors.ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
     if not 0.0 <= self.dropout < 1.0:
       raise errors.ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
@@ -559,8 +579,7 @@ class Pipeline:
     c = self.config
     return input_pipeline.fine_tune_datasets(
         results["prepare"].dataset_dir, c.batch_size, seed=c.seed, steps=c.steps_per_epoch,
-        on_validation=c.fine_tune_on_validation, erase_probability=c.erase_probability,
-        noise_probability=c.noise_probability, sticker_probability=c.sticker_probability)
+        on_validation=c.fine_tune_on_validation, **c.fine_tune_augmentation())
 
   def _prune(self, results):
     # pylint: disable=g-import-not-at-top
