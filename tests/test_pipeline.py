@@ -619,6 +619,28 @@ def test_report_and_release_state_the_wall_time_of_the_steps(finished, tmp_path)
   assert f"Wall time of the recipe on that machine: {text}" in readme
 
 
+def test_release_names_each_file_after_itself(finished, tmp_path):
+  """The release is what models/ holds: metadata, C array and arena constant named after the
+  released files, the C array holding the released INT8 bytes."""
+  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.export import c_array
+  from tf_gtsrb.export import metadata
+  from tf_gtsrb.export import release
+  # pylint: enable=g-import-not-at-top
+  models = tmp_path / "models"
+  release.release(finished["results"], str(models), "gtsrb-pipeline --flagfile=x.flags")
+  for name in (release.FILES[key] for key in ("baseline_float", "int8", "uint8")):
+    data = tflite.load_tflite(str(models / name))
+    assert metadata.read_metadata(data)["name"] == name[:-len(".tflite")]
+  stem = "traffic_sign_cnn_pruned_int8"
+  header = (models / f"{stem}.h").read_text()
+  assert "constexpr int kTrafficSignCnnPrunedInt8TensorArenaSize" in header
+  source = (models / f"{stem}.cc").read_text()
+  assert f'#include "{stem}.h"' in source
+  assert c_array.parse_c_array(source, f"g_{stem}_model") == tflite.load_tflite(
+      str(models / f"{stem}.tflite"))
+
+
 def test_corruption_subset_adds_robustness_to_the_benchmark_and_the_reports(finished, tmp_path):
   work_dir = _copy(finished, tmp_path)
   results, lines = _run(_config(work_dir, corruption_subset=30))

@@ -28,31 +28,54 @@ FILES = {
 
 
 def release(results, release_dir, command):
-  """Writes the released files and README.md into `release_dir`; returns the file list."""
+  """Writes the released files and README.md into `release_dir`; returns the file list.
+
+  Each released model carries metadata under its released name, and the C array is
+  written again from the released INT8 bytes, named after them.
+  """
   conversion = results["convert"].conversion["models"]["int8"]
   export_dir = os.path.dirname(results["convert"].int8)
-  sources = {
-      "baseline_float": results["convert"].baseline_float32,
-      "int8": results["convert"].int8,
-      "c_source": conversion["c_source"],
-      "c_header": conversion["c_header"],
-      "micro_ops": conversion["micro_ops"],
-      "labels": os.path.join(export_dir, "labels.txt"),
-      "report": results["report"].report_json,
-  }
   os.makedirs(release_dir, exist_ok=True)
-  for key, source in sources.items():
+  for key, source in (("baseline_float", results["convert"].baseline_float32),
+                      ("int8", results["convert"].int8)):
+    _write_renamed_model(source, os.path.join(release_dir, FILES[key]))
+  copies = {"micro_ops": conversion["micro_ops"],
+            "labels": os.path.join(export_dir, "labels.txt"),
+            "report": results["report"].report_json}
+  for key, source in copies.items():
     with open(source, "rb") as f:
       data = f.read()
-    if key in ("c_source", "c_header"):  # Keep the #include consistent with the new name.
-      data = data.replace(b'"model_int8.h"', f'"{FILES["c_header"]}"'.encode())
     with io_utils.atomic_write(os.path.join(release_dir, FILES[key])) as f:
       f.write(data)
+  write_c_array(release_dir)
   write_uint8_variant(release_dir)
   report = io_utils.read_json(results["report"].report_json)
   io_utils.write_text(os.path.join(release_dir, "README.md"),
                       readme_text(report, conversion, command))
   return sorted(FILES.values()) + ["README.md"]
+
+
+def _write_renamed_model(source, path):
+  """Copies the .tflite at `source` to `path` with its metadata named after `path`'s stem."""
+  from tf_gtsrb.export import metadata  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.export import tflite  # pylint: disable=g-import-not-at-top
+  name = os.path.splitext(os.path.basename(path))[0]
+  data = metadata.add_metadata(tflite.load_tflite(source), metadata.ModelInfo(name=name),
+                               source=source)
+  return tflite.save_tflite(data, path)
+
+
+def write_c_array(models_dir):
+  """Writes the released INT8 model as C source and header beside it (`c_array.write_c_files`,
+  array and arena constant named after the file, the arena measured by `micro.tensor_arena`);
+  returns (header_path, source_path)."""
+  from tf_gtsrb.export import c_array  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.export import micro  # pylint: disable=g-import-not-at-top
+  from tf_gtsrb.export import tflite  # pylint: disable=g-import-not-at-top
+  data = tflite.load_tflite(os.path.join(models_dir, FILES["int8"]))
+  stem = os.path.splitext(FILES["c_source"])[0]
+  return c_array.write_c_files(data, models_dir, file_stem=stem,
+                               arena=micro.tensor_arena(data))
 
 
 def write_uint8_variant(models_dir):
