@@ -657,6 +657,13 @@ def test_corruption_subset_adds_robustness_to_the_benchmark_and_the_reports(fini
   assert "On 30 validation images" in report_md and "On 30 test images" in report_md
   report_html = open(results["report"].report_html).read()
   assert "no corruption benchmark" not in report_html and "severity 5" in report_html
+  report = io_utils.read_json(results["report"].report_json)
+  assert report["corruption_suite"] == {"validation": validation_scores, "test": scores}
+  assert any(t["target"].startswith("Every corruption kind >= 80%") for t in report["targets"])
+  from tf_gtsrb.export import release  # pylint: disable=g-import-not-at-top
+  release.release(results, str(tmp_path / "models"), "gtsrb-pipeline --flagfile=x.flags")
+  readme = (tmp_path / "models" / "README.md").read_text()
+  assert "## Robustness to corruptions" in readme and "On 30 test images" in readme
   results, lines = _run(_config(work_dir))  # Off again: no stale robustness left behind.
   assert results["benchmark"].robustness is None
   assert results["benchmark"].validation_robustness is None

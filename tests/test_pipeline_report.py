@@ -37,3 +37,15 @@ def test_every_target_is_checked_against_its_threshold():
   assert checks["INT8 agrees with its QAT Keras model on >= 99% of test images"][1]
   low = {name: passed for name, _, passed in pr.target_checks(_benchmark(0.9879, 0.98))}
   assert not low["INT8 test accuracy >= 98.8%"]
+
+
+@pytest.mark.parametrize("worst, met", [(0.80, True), (0.7999, False)])
+def test_every_corruption_kind_must_reach_80_percent_when_the_suite_ran(worst, met):
+  scores = {pr.INT8_NAME: {"num_images": 1000, "worst_kind": "occlusion",
+                           "kind_mean": {"occlusion": worst, "fog": 0.95}}}
+  checks = {name: (text, passed)
+            for name, text, passed in pr.target_checks(_benchmark(0.9881, 0.98), scores)}
+  assert checks["Every corruption kind >= 80% (INT8, 1,000 test images)"] == (
+      f"occlusion {100 * worst:.2f}%", met)
+  assert not any("corruption" in name
+                 for name, _, _ in pr.target_checks(_benchmark(0.9881, 0.98)))

@@ -18,11 +18,13 @@ TARGETS = {
     "int8_file_kb_max": 100,
     "macs_share_of_baseline_max": 0.40,
     "speedup_vs_keras_min": 5.0,
+    "corruption_kind_min": 0.80,  # Each corruption kind's mean accuracy, when the suite ran.
 }
 
 
-def target_checks(benchmark):
-  """[(description, measured text, passed)] for the released INT8 model."""
+def target_checks(benchmark, robustness=None):
+  """[(description, measured text, passed)] for the released INT8 model; `robustness`: the
+  corruption suite's test scores ({model name: result}), when it ran."""
   models = benchmark["models"]
   int8, keras_float = models[INT8_NAME], models[KERAS_NAME]
   tflite_float = models[FLOAT_TFLITE_NAME]
@@ -51,6 +53,12 @@ def target_checks(benchmark):
   if agreement:
     checks.append(("INT8 agrees with its QAT Keras model on >= 99% of test images",
                    f"{100 * agreement['agreement']:.2f}%", agreement["passed"]))
+  if robustness and INT8_NAME in robustness:
+    scores = robustness[INT8_NAME]
+    worst = scores["worst_kind"]
+    checks.append((f"Every corruption kind >= 80% (INT8, {scores['num_images']:,} test images)",
+                   f"{worst} {100 * scores['kind_mean'][worst]:.2f}%",
+                   scores["kind_mean"][worst] >= TARGETS["corruption_kind_min"]))
   return checks
 
 
@@ -62,7 +70,10 @@ def write_pipeline_report(results, config, output_dir, seconds=None):
                                      "benchmark.md"))
   prune = io_utils.read_json(os.path.join(os.path.dirname(results["prune"].model),
                                           "prune.json"))
-  checks = target_checks(benchmark)
+  robustness = {split: io_utils.read_json(path) if path else None
+                for split, path in (("validation", results["benchmark"].validation_robustness),
+                                    ("test", results["benchmark"].robustness))}
+  checks = target_checks(benchmark, robustness["test"])
   why_missing = (_TRAINED_ON_VALIDATION if config.fine_tune_on_validation
                  else _NO_VALIDATION_SPLIT)  # For the fine-tuned models' validation accuracy.
   splits = results["prepare"].splits
@@ -86,8 +97,7 @@ def write_pipeline_report(results, config, output_dir, seconds=None):
       + _flatbuffer_validation(results["convert"].val_accuracy, why_missing) + ".",
       "",
       bench_md.replace("# GTSRB test benchmark", "## Official test set").strip(), "",
-      *_robustness_lines(results["benchmark"].validation_robustness,
-                         results["benchmark"].robustness),
+      *_robustness_lines(robustness),
       *_wall_time_lines(seconds),
       "## Targets", "", "| Target | Measured | Met |", "|---|---:|:---:|",
   ] + [f"| {name} | {value} | {'yes' if ok else 'NO'} |" for name, value, ok in checks] + [
@@ -96,7 +106,8 @@ def write_pipeline_report(results, config, output_dir, seconds=None):
   report = {"settings": dataclasses.asdict(config),
             "steps": {step: dataclasses.asdict(record) for step, record in results.items()},
             "targets": [{"target": n, "measured": v, "met": ok} for n, v, ok in checks],
-            "benchmark": benchmark, "pruning": prune, "seconds": seconds or {}}
+            "benchmark": benchmark, "pruning": prune, "corruption_suite": robustness,
+            "seconds": seconds or {}}
   md_path = os.path.join(output_dir, "report.md")
   json_path = os.path.join(output_dir, "report.json")
   io_utils.write_json(json_path, report)
@@ -142,22 +153,25 @@ def _wall_time_lines(seconds):
           "run measured it (a run resumed after a stop counts only what ran after it).", ""]
 
 
-def _robustness_lines(validation_path, test_path):
-  """The corruption suite's comparison tables (validation decides, test reports) as a
-  report section; none when not run."""
-  if not test_path:
+def _robustness_lines(robustness):
+  """The corruption suite's comparison tables ({split: scores or None}; validation decides,
+  test reports) as a report section; none when not run."""
+  if not robustness["test"]:
     return []
-  from tf_gtsrb.evaluation import robustness  # pylint: disable=g-import-not-at-top
   lines = ["## Robustness to corruptions", "",
            "The corruption suite (docs/robustness.md): accuracy per kind, averaged over its "
            "severities.", ""]
-  for split, path in (("validation", validation_path), ("test", test_path)):
-    if path:
-      scores = io_utils.read_json(path)
-      sample = next(iter(scores.values()))["num_images"]
-      lines += [f"On {sample:,} {split} images:", "",
-                robustness.comparison_table(scores).strip(), ""]
+  for split in ("validation", "test"):
+    if robustness[split]:
+      lines += robustness_table_lines(robustness[split], split)
   return lines
+
+
+def robustness_table_lines(scores, split):
+  """'On N <split> images:' and the suite's comparison table, as markdown lines."""
+  from tf_gtsrb.evaluation import robustness  # pylint: disable=g-import-not-at-top
+  sample = next(iter(scores.values()))["num_images"]
+  return [f"On {sample:,} {split} images:", "", robustness.comparison_table(scores).strip(), ""]
 
 
 def _flatbuffer_validation(accuracies, why_missing):

@@ -132,6 +132,12 @@ def readme_text(report, conversion, command):
        for t in report["targets"]] + [
       "", f"Latency measured on: {report['benchmark']['machine']['cpu']}, "
       f"{report['benchmark']['machine']['threads']} thread(s).", ""]
+  test_robustness = (report.get("corruption_suite") or {}).get("test")
+  if test_robustness:
+    lines += ["## Robustness to corruptions", "",
+              "The corruption suite (`docs/robustness.md`): accuracy in % per kind, averaged "
+              "over its severities, measured by the pipeline's benchmark step.", "",
+              *pipeline_report.robustness_table_lines(test_robustness, "test")]
   recipe_time = pipeline_report.wall_time(report.get("seconds"))
   if recipe_time:
     lines += [f"Wall time of the recipe on that machine: {recipe_time}.", ""]
