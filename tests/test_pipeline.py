@@ -345,6 +345,34 @@ def test_pruning_teachers_may_be_float_tflite_exports(finished, tmp_path, monkey
                              baseline_model.predict(images, verbose=0), rtol=1e-4, atol=1e-5)
 
 
+def test_teacher_baselines_are_trained_beside_the_baseline_and_join_its_teacher(
+    finished, tmp_path, monkeypatch):
+  from tf_gtsrb.training import compile as compile_lib  # pylint: disable=g-import-not-at-top
+  work_dir = _copy(finished, tmp_path)
+  history = os.path.join(work_dir, "train", "history.json")
+  with open(history, "rb") as f:
+    trained_history = f.read()
+  teacher, lines = _teacher_given_to(
+      compile_lib, "fine_tune", _config(work_dir, distill_pruning=True, teacher_baselines=1),
+      monkeypatch)
+  assert _status(lines)["train"] == "ran"
+  assert not any("again from scratch" in line for line in lines)  # The baseline is kept,
+  with open(history, "rb") as f:
+    assert f.read() == trained_history
+  other = os.path.join(work_dir, "train", "teacher_seed1")  # and one of seed 1 trained.
+  assert io_utils.read_json(os.path.join(other, "config.json"))["seed"] == 1
+  baseline = model_io.load_model(os.path.join(work_dir, "train", "model.keras"))
+  second = model_io.load_model(os.path.join(other, "model.keras"))
+  images = np.random.default_rng(0).random((4, *baseline.input_shape[1:]), np.float32)
+  assert not np.allclose(second.predict(images, verbose=0),
+                         baseline.predict(images, verbose=0))
+  assert teacher.count_params() == 2 * baseline.count_params()  # Their mean teaches.
+  np.testing.assert_allclose(
+      teacher.predict(images, verbose=0),
+      (baseline.predict(images, verbose=0) + second.predict(images, verbose=0)) / 2,
+      rtol=1e-5, atol=1e-6)
+
+
 def test_weight_averaging_added_to_a_finished_run_averages_without_retraining(finished,
                                                                               tmp_path):
   work_dir = _copy(finished, tmp_path)
@@ -778,6 +806,7 @@ def test_unknown_step_is_a_config_error(tmp_path, kwargs):
     {"baseline_model": "no/such/baseline.keras"},
     {"baseline_model": __file__, "swa_epochs": 2},  # Settings of a training that won't run.
     {"pruning_teachers": __file__},  # A teacher for pruning without distill_pruning or distill_qat.
+    {"baseline_model": __file__, "teacher_baselines": 1}, {"teacher_baselines": -1},
     {"npu": "ethos-u99"}, {"corruption_subset": -5}])
 def test_bad_setting_is_a_config_error_before_any_step(tmp_path, changes):
   with pytest.raises(errors.ConfigError):

@@ -56,11 +56,13 @@ class PrepareRecord:
 
 @dataclasses.dataclass(frozen=True)
 class TrainRecord:
-  """The baseline the later steps use (trained, weight-averaged, or `given`)."""
+  """The baseline the later steps use (trained, weight-averaged, or `given`), and the
+  teacher baselines trained beside it."""
   model: str
   best_val_accuracy: Optional[float]
   average_val_accuracy: Optional[float] = None
   given: Optional[str] = None
+  teachers: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,6 +186,11 @@ class PipelineConfig:
       "baseline also learns from by knowledge distillation (e.g. an earlier run's baseline), or "
       "several comma-separated (their mean prediction teaches); none by default.",
       paths="absolute", trains_baseline=True)
+  teacher_baselines: int = _setting(
+      0, "train", "More baselines the train step trains with the baseline's settings and "
+      "split but other seeds (--seed+1, ...); with --distill_pruning or --distill_qat their "
+      "mean prediction with the baseline's teaches the pruned model, so the recipe needs no "
+      "kept teachers (count; 0: none).", trains_baseline=True)
   swa_epochs: int = _setting(
       0, "train", "Stochastic weight averaging of the baseline: this many epochs after its "
       "training at --swa_learning_rate, their weights averaged into the model the later steps "
@@ -339,9 +346,9 @@ class PipelineConfig:
     if self.baseline_model:
       if not os.path.isfile(self.baseline_model):
         raise errors.ConfigError(f"{self.baseline_model}: baseline_model file not found")
-      if self.teacher or self.swa_epochs:
-        raise errors.ConfigError("teacher and swa_epochs shape the baseline's training: "
-                                 "not with a given baseline_model")
+      if self.teacher or self.swa_epochs or self.teacher_baselines:
+        raise errors.ConfigError("teacher, swa_epochs and teacher_baselines shape the "
+                                 "baseline's training: not with a given baseline_model")
     from tf_gtsrb.models import ensemble  # pylint: disable=g-import-not-at-top
     if self.teacher:
       ensemble.teacher_paths(self.teacher)
@@ -497,32 +504,46 @@ class Pipeline:
     # Resume only a run started with these settings and upstream outputs: the
     # trainer's own check ignores the dataset, which may have been rebuilt. A run
     # with no record (older work directories) is left to the trainer's check.
-    # Weight averaging follows the run and is not part of what it resumes.
+    # Weight averaging follows the run and is not part of what it resumes; the
+    # teacher baselines are runs of their own.
     settings, upstream = self._inputs("train")
-    for name in ("swa_epochs", "swa_learning_rate"):
+    for name in ("swa_epochs", "swa_learning_rate", "teacher_baselines"):
       settings.pop(name, None)
     fingerprint = _fingerprint(settings, [self.fingerprints[u] for u in upstream])
-    forced = self._running[1]
     started = os.path.join(self.dirs["train"], _TRAIN_STARTED)
-    has_run = os.path.exists(os.path.join(self.dirs["train"], "config.json"))
-    recorded = _read_marker(started).get("fingerprint")
-    resume = has_run and not forced and recorded in (None, fingerprint)
-    if has_run and not resume:
-      self.log("[train] settings or data changed since the last run (or forced): "
-               "training again from scratch")
+    may_resume = (not self._running[1]
+                  and _read_marker(started).get("fingerprint") in (None, fingerprint))
     io_utils.write_json(started, {"fingerprint": fingerprint})
+    history = self._train_run(config, may_resume)
+    teachers = []
+    for offset in range(1, c.teacher_baselines + 1):
+      self.log(f"[train] teacher baseline {offset} of {c.teacher_baselines} "
+               f"(seed {c.seed + offset})")
+      teacher = dataclasses.replace(
+          config, seed=c.seed + offset,
+          model_dir=os.path.join(self.dirs["train"], f"teacher_seed{c.seed + offset}"))
+      self._train_run(teacher, may_resume)
+      teachers.append(_trained_model(teacher))
+    return TrainRecord(_trained_model(config), _best(history),
+                       average_val_accuracy=_average_val_accuracy(config),
+                       teachers=tuple(teachers))
+
+  def _train_run(self, config, may_resume):
+    """Trains per the TrainConfig, resuming the run in its model_dir when `may_resume`;
+    returns the history dict."""
+    from tf_gtsrb.training import trainer  # pylint: disable=g-import-not-at-top
+    resume = may_resume and os.path.exists(os.path.join(config.model_dir, "config.json"))
+    if os.path.exists(os.path.join(config.model_dir, "config.json")) and not resume:
+      self.log(f"[train] {config.model_dir}: settings or data changed since the last run (or "
+               "forced): training again from scratch")
     try:
-      history = trainer.train(config, resume=resume, overwrite=not resume, verbose=2)
+      return trainer.train(config, resume=resume, overwrite=not resume, verbose=2)
     except errors.ConfigError:
       if not resume:
         raise
-      self.log("[train] the saved run cannot be resumed: training again from scratch")
-      history = trainer.train(config, overwrite=True, verbose=2)
-    if not c.swa_epochs:
-      return TrainRecord(os.path.join(self.dirs["train"], "model.keras"), _best(history))
-    averaged = io_utils.read_json(os.path.join(self.dirs["train"], "swa.json"))
-    return TrainRecord(os.path.join(self.dirs["train"], "swa.keras"), _best(history),
-                       average_val_accuracy=averaged["average_val_accuracy"])
+      self.log(f"[train] {config.model_dir}: the saved run cannot be resumed: training "
+               "again from scratch")
+      return trainer.train(config, overwrite=True, verbose=2)
 
   def _given_baseline(self, results):
     """The train step for a given baseline_model: checks it, copies it into train/ (a float
@@ -604,7 +625,7 @@ class Pipeline:
         criterion=c.prune_criterion, dropout=c.prune_dropout, swa_epochs=c.prune_swa_epochs,
         swa_learning_rate=c.prune_swa_learning_rate,
         log_dir=os.path.join(self.dirs["prune"], "logs"), label_smoothing=c.label_smoothing,
-        **self._distillation(model, c.distill_pruning))
+        **self._distillation(results, model, c.distill_pruning))
     history = pruned.history
     path = os.path.join(self.dirs["prune"], "pruned.keras")
     model_io.save_model(pruned, path)
@@ -627,7 +648,7 @@ class Pipeline:
     train_ds, val_ds, steps = self._datasets(results)
     baseline = model_io.load_model(results["train"].model) if c.distill_pruning else None
     distillation = {"label_smoothing": c.label_smoothing,
-                    **self._distillation(baseline, c.distill_pruning)}
+                    **self._distillation(results, baseline, c.distill_pruning)}
     record = {"sparsity": c.sparsity, "clusters": c.clusters or None}
     history = None
     if c.sparsity:
@@ -654,14 +675,16 @@ class Pipeline:
     _write_history(self.dirs["sparsify"], history)
     return SparsifyRecord(path, record["val_accuracy"], record["kernel_sparsity"])
 
-  def _distillation(self, baseline, distil):
-    """The fine-tune's teacher settings: with `distil`, the `baseline` averaged with
-    pruning_teachers (`ensemble.average`) and distill_mixup; otherwise none."""
+  def _distillation(self, results, baseline, distil):
+    """The fine-tune's teacher settings: with `distil`, the `baseline` averaged with the
+    teacher baselines and pruning_teachers (`ensemble.average`), and distill_mixup;
+    otherwise none."""
     if not distil:
       return {}
     from tf_gtsrb.models import ensemble  # pylint: disable=g-import-not-at-top
     paths = self.config.pruning_teachers
-    extra = ensemble.teacher_paths(paths) if paths else []
+    extra = list(results["train"].teachers)
+    extra += ensemble.teacher_paths(paths) if paths else []
     return {"teacher": ensemble.average([baseline] + [ensemble.load_member(p) for p in extra]),
             "distill_mixup": self.config.distill_mixup}
 
@@ -679,7 +702,7 @@ class Pipeline:
         compile_lib.cosine_decay(c.qat_learning_rate, c.qat_epochs * steps), steps,
         preserve_sparsity=bool(c.sparsity), preserve_clusters=bool(c.clusters),
         log_dir=os.path.join(self.dirs["qat"], "logs"), label_smoothing=c.label_smoothing,
-        **self._distillation(baseline, c.distill_qat))
+        **self._distillation(results, baseline, c.distill_qat))
     path = os.path.join(self.dirs["qat"], "qat.keras")
     model_io.save_model(qat_model, path)
     _write_history(self.dirs["qat"], qat_model.history)
@@ -784,6 +807,18 @@ class Pipeline:
     with open(record.report_md) as f:
       self.log(f.read())
     return record
+
+
+def _trained_model(config):
+  """The model a TrainConfig's run leaves for the later steps: weight-averaged or last."""
+  return os.path.join(config.model_dir, "swa.keras" if config.swa_epochs else "model.keras")
+
+
+def _average_val_accuracy(config):
+  """The weight-averaged model's validation accuracy (swa.json); None without averaging."""
+  if not config.swa_epochs:
+    return None
+  return io_utils.read_json(os.path.join(config.model_dir, "swa.json"))["average_val_accuracy"]
 
 
 def _best(history):
