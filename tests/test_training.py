@@ -223,5 +223,12 @@ def test_finished_run_resumed_with_averaging_only_averages(trained_copy, trained
   assert any(not np.allclose(a, b) for a, b in zip(best.get_weights(), swa_model.get_weights()))
   assert io_utils.read_json(os.path.join(model_dir, "config.json"))["swa_epochs"] == 2
 
+  averaged_files = _snapshot(model_dir)  # Resumed again, the average is kept as it is;
+  assert trainer.train(averaged, resume=True, verbose=0) == history
+  assert _snapshot(model_dir)["swa.keras"] == averaged_files["swa.keras"]
+  trainer.train(dataclasses.replace(averaged, swa_learning_rate=1e-4), resume=True, verbose=0)
+  assert _snapshot(model_dir)["swa.keras"] != averaged_files["swa.keras"]  # redone if changed.
+  assert io_utils.read_json(os.path.join(model_dir, "swa.json"))["learning_rate"] == 1e-4
+
   trainer.train(trained_copy, overwrite=True, verbose=0)  # A new run drops the old average.
   assert not {"swa.keras", "swa.json"} & set(os.listdir(model_dir))

@@ -219,6 +219,7 @@ def _train_locked(config, resume, overwrite, verbose):
                keras.callbacks.TensorBoard(paths["logs"], update_freq="epoch")]
 
   total = config.epochs * steps
+  trains = state["step"] < total and not state["stopped_early"]
   seeds = _seed_generator_state()
   while state["step"] < total and not state["stopped_early"]:
     # A resumed run first finishes its interrupted epoch, then runs the rest in one fit.
@@ -233,7 +234,7 @@ def _train_locked(config, resume, overwrite, verbose):
   # resumed only to average draws the same dropout masks as an unbroken one.
   _set_seed_generator_state(seeds)
   model_io.save_model(model, paths["final.keras"])
-  if config.swa_epochs:
+  if config.swa_epochs and (trains or not _averaged(config, paths)):
     with strategy.scope():
       _average(config, paths, images, labels, val_ds, steps, verbose)
   return state["history"]
@@ -257,6 +258,16 @@ def _average(config, paths, images, labels, val_ds, steps, verbose):
       config.label_smoothing, verbose=verbose, **distillation)
   model_io.save_model(model, paths["swa.keras"])
   io_utils.write_json(paths["swa.json"], record)
+
+
+def _averaged(config, paths):
+  """Whether swa.keras holds this finished run's average with the config's averaging
+  settings (a finished run resumed again keeps it)."""
+  if not os.path.exists(paths["swa.keras"]) or not os.path.exists(paths["swa.json"]):
+    return False
+  record = io_utils.read_json(paths["swa.json"])
+  return (record.get("epochs"), record.get("learning_rate")) == (config.swa_epochs,
+                                                                config.swa_learning_rate)
 
 
 def _shard_by_data():
