@@ -373,6 +373,25 @@ def test_teacher_baselines_are_trained_beside_the_baseline_and_join_its_teacher(
       rtol=1e-5, atol=1e-6)
 
 
+def test_clean_teacher_baselines_train_on_their_own_schedule_without_robust_shares(
+    finished, tmp_path, monkeypatch):
+  from tf_gtsrb.training import compile as compile_lib  # pylint: disable=g-import-not-at-top
+  work_dir = _copy(finished, tmp_path)
+  robust = dict(noise_probability=0.5, sticker_probability=0.5)
+  _, lines = _teacher_given_to(
+      compile_lib, "fine_tune",
+      _config(work_dir, distill_pruning=True, teacher_baselines=2, teacher_baseline_epochs=2,
+              clean_teacher_baselines=True, **robust), monkeypatch)
+  assert any("again from scratch" in line for line in lines)  # The baseline: other shares.
+  baseline = io_utils.read_json(os.path.join(work_dir, "train", "config.json"))
+  assert (baseline["epochs"], baseline["noise_probability"]) == (SETTINGS["epochs"], 0.5)
+  for seed in (1, 2):
+    config = io_utils.read_json(os.path.join(work_dir, "train", f"teacher_seed{seed}",
+                                             "config.json"))
+    assert config["seed"] == seed and config["epochs"] == 2
+    assert config["noise_probability"] == config["sticker_probability"] == 0.0
+
+
 def test_weight_averaging_added_to_a_finished_run_averages_without_retraining(finished,
                                                                               tmp_path):
   work_dir = _copy(finished, tmp_path)
@@ -806,7 +825,9 @@ def test_unknown_step_is_a_config_error(tmp_path, kwargs):
     {"baseline_model": "no/such/baseline.keras"},
     {"baseline_model": __file__, "swa_epochs": 2},  # Settings of a training that won't run.
     {"pruning_teachers": __file__},  # A teacher for pruning without distill_pruning or distill_qat.
-    {"baseline_model": __file__, "teacher_baselines": 1}, {"teacher_baselines": -1},
+    {"baseline_model": __file__, "teacher_baselines": 1, "distill_pruning": True},
+    {"teacher_baselines": -1}, {"teacher_baselines": 1},  # Teachers without distillation.
+    {"teacher_baseline_epochs": 5}, {"clean_teacher_baselines": True},  # Of no teachers.
     {"npu": "ethos-u99"}, {"corruption_subset": -5}])
 def test_bad_setting_is_a_config_error_before_any_step(tmp_path, changes):
   with pytest.raises(errors.ConfigError):

@@ -191,6 +191,13 @@ class PipelineConfig:
       "split but other seeds (--seed+1, ...); with --distill_pruning or --distill_qat their "
       "mean prediction with the baseline's teaches the pruned model, so the recipe needs no "
       "kept teachers (count; 0: none).", trains_baseline=True)
+  teacher_baseline_epochs: int = _setting(
+      0, "train", "Training epochs of each teacher baseline, before its weight averaging; 0: "
+      "--epochs.", trains_baseline=True)
+  clean_teacher_baselines: bool = _setting(
+      False, "train", "Train the teacher baselines without the robust augmentation "
+      "(--erase_probability, --noise_probability, --sticker_probability): clean teachers of "
+      "a robust baseline.", trains_baseline=True)
   swa_epochs: int = _setting(
       0, "train", "Stochastic weight averaging of the baseline: this many epochs after its "
       "training at --swa_learning_rate, their weights averaged into the model the later steps "
@@ -357,6 +364,13 @@ class PipelineConfig:
         raise errors.ConfigError("pruning_teachers teach the pruned model only with "
                                  "distill_pruning or distill_qat set")
       ensemble.teacher_paths(self.pruning_teachers)
+    if self.teacher_baselines and not (self.distill_pruning or self.distill_qat):
+      raise errors.ConfigError("teacher_baselines teach the pruned model only with "
+                               "distill_pruning or distill_qat set")
+    if (self.teacher_baseline_epochs or self.clean_teacher_baselines) and not (
+        self.teacher_baselines):
+      raise errors.ConfigError("teacher_baseline_epochs and clean_teacher_baselines shape the "
+                               "teacher baselines: set teacher_baselines")
     if self.distill_mixup:
       if self.distill_mixup < 0:
         raise errors.ConfigError(f"distill_mixup must be >= 0, got {self.distill_mixup}")
@@ -507,7 +521,8 @@ class Pipeline:
     # Weight averaging follows the run and is not part of what it resumes; the
     # teacher baselines are runs of their own.
     settings, upstream = self._inputs("train")
-    for name in ("swa_epochs", "swa_learning_rate", "teacher_baselines"):
+    for name in ("swa_epochs", "swa_learning_rate", "teacher_baselines",
+                 "teacher_baseline_epochs", "clean_teacher_baselines"):
       settings.pop(name, None)
     fingerprint = _fingerprint(settings, [self.fingerprints[u] for u in upstream])
     started = os.path.join(self.dirs["train"], _TRAIN_STARTED)
@@ -516,12 +531,14 @@ class Pipeline:
     io_utils.write_json(started, {"fingerprint": fingerprint})
     history = self._train_run(config, may_resume)
     teachers = []
+    clean = {name: 0.0 for name in _AUGMENTATION_SHARES} if c.clean_teacher_baselines else {}
     for offset in range(1, c.teacher_baselines + 1):
       self.log(f"[train] teacher baseline {offset} of {c.teacher_baselines} "
                f"(seed {c.seed + offset})")
       teacher = dataclasses.replace(
-          config, seed=c.seed + offset,
-          model_dir=os.path.join(self.dirs["train"], f"teacher_seed{c.seed + offset}"))
+          config, seed=c.seed + offset, epochs=c.teacher_baseline_epochs or c.epochs,
+          model_dir=os.path.join(self.dirs["train"], f"teacher_seed{c.seed + offset}"),
+          **clean)
       self._train_run(teacher, may_resume)
       teachers.append(_trained_model(teacher))
     return TrainRecord(_trained_model(config), _best(history),
