@@ -682,6 +682,7 @@ def test_release_names_each_file_after_itself(finished, tmp_path):
   stem = "traffic_sign_cnn_pruned_int8"
   header = (models / f"{stem}.h").read_text()
   assert "constexpr int kTrafficSignCnnPrunedInt8TensorArenaSize" in header
+  assert "g_traffic_sign_cnn_pruned_int8_model[]" in (models / "README.md").read_text()
   source = (models / f"{stem}.cc").read_text()
   assert f'#include "{stem}.h"' in source
   assert c_array.parse_c_array(source, f"g_{stem}_model") == tflite.load_tflite(

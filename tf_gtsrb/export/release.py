@@ -13,6 +13,7 @@ import numpy as np
 from tf_gtsrb import errors
 from tf_gtsrb import io_utils
 from tf_gtsrb.evaluation import pipeline_report
+from tf_gtsrb.export import c_array
 from tf_gtsrb.models import flatbuffer
 
 FILES = {
@@ -25,6 +26,7 @@ FILES = {
     "labels": "labels.txt",
     "report": "report.json",
 }
+C_ARRAY = "g_traffic_sign_cnn_pruned_int8_model"  # The released INT8 model's C array.
 
 
 def release(results, release_dir, command):
@@ -69,12 +71,11 @@ def write_c_array(models_dir):
   """Writes the released INT8 model as C source and header beside it (`c_array.write_c_files`,
   array and arena constant named after the file, the arena measured by `micro.tensor_arena`);
   returns (header_path, source_path)."""
-  from tf_gtsrb.export import c_array  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.export import micro  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.export import tflite  # pylint: disable=g-import-not-at-top
   data = tflite.load_tflite(os.path.join(models_dir, FILES["int8"]))
-  stem = os.path.splitext(FILES["c_source"])[0]
-  return c_array.write_c_files(data, models_dir, file_stem=stem,
+  return c_array.write_c_files(data, models_dir, C_ARRAY,
+                               file_stem=os.path.splitext(FILES["c_source"])[0],
                                arena=micro.tensor_arena(data))
 
 
@@ -114,7 +115,8 @@ def readme_text(report, conversion, command):
       f"{prune['params_after']:,} params) + quantization-aware trained, full INT8 | "
       f"{acc(int8)} | {size(int8)} |",
       f"| `{FILES['c_source']}`, `{FILES['c_header']}` | the INT8 flatbuffer as "
-      "`alignas(16) const unsigned char g_model[]` and `g_model_len` | same | |",
+      f"`alignas(16) const unsigned char {C_ARRAY}[]`, its `_len` and "
+      f"`{c_array.arena_constant_for(C_ARRAY)}` (the measured arena + 10%) | same | |",
       f"| `{FILES['micro_ops']}` | the `MicroMutableOpResolver` lines the INT8 model needs | | |",
       f"| `{FILES['labels']}` | 43 class names, line index = class id | | |",
       f"| `{FILES['report']}` | the run's full report (settings, metrics, latency, targets) | | |",
