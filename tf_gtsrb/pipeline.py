@@ -549,8 +549,9 @@ class Pipeline:
     """Trains per the TrainConfig, resuming the run in its model_dir when `may_resume`;
     returns the history dict."""
     from tf_gtsrb.training import trainer  # pylint: disable=g-import-not-at-top
-    resume = may_resume and os.path.exists(os.path.join(config.model_dir, "config.json"))
-    if os.path.exists(os.path.join(config.model_dir, "config.json")) and not resume:
+    has_run = os.path.exists(os.path.join(config.model_dir, "config.json"))
+    resume = may_resume and has_run
+    if has_run and not resume:
       self.log(f"[train] {config.model_dir}: settings or data changed since the last run (or "
                "forced): training again from scratch")
     try:

@@ -35,12 +35,13 @@ def release(results, release_dir, command):
   Each released model carries metadata under its released name, and the C array is
   written again from the released INT8 bytes, named after them.
   """
+  from tf_gtsrb.export import tflite  # pylint: disable=g-import-not-at-top
   conversion = results["convert"].conversion["models"]["int8"]
   export_dir = os.path.dirname(results["convert"].int8)
   os.makedirs(release_dir, exist_ok=True)
   for key, source in (("baseline_float", results["convert"].baseline_float32),
                       ("int8", results["convert"].int8)):
-    _write_renamed_model(source, os.path.join(release_dir, FILES[key]))
+    _save_named(tflite.load_tflite(source), os.path.join(release_dir, FILES[key]), source)
   copies = {"micro_ops": conversion["micro_ops"],
             "labels": os.path.join(export_dir, "labels.txt"),
             "report": results["report"].report_json}
@@ -57,14 +58,13 @@ def release(results, release_dir, command):
   return sorted(FILES.values()) + ["README.md"]
 
 
-def _write_renamed_model(source, path):
-  """Copies the .tflite at `source` to `path` with its metadata named after `path`'s stem."""
+def _save_named(data, path, source="<tflite bytes>"):
+  """Saves the .tflite bytes at `path` with their metadata named after `path`'s stem."""
   from tf_gtsrb.export import metadata  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.export import tflite  # pylint: disable=g-import-not-at-top
   name = os.path.splitext(os.path.basename(path))[0]
-  data = metadata.add_metadata(tflite.load_tflite(source), metadata.ModelInfo(name=name),
-                               source=source)
-  return tflite.save_tflite(data, path)
+  return tflite.save_tflite(
+      metadata.add_metadata(data, metadata.ModelInfo(name=name), source=source), path)
 
 
 def write_c_array(models_dir):
@@ -82,13 +82,10 @@ def write_c_array(models_dir):
 def write_uint8_variant(models_dir):
   """Writes the released INT8 model with a uint8 interface (`tflite.with_uint8_io`) and its
   own metadata beside it; returns the path. Its predictions equal the INT8 model's."""
-  from tf_gtsrb.export import metadata  # pylint: disable=g-import-not-at-top
   from tf_gtsrb.export import tflite  # pylint: disable=g-import-not-at-top
   int8_path = os.path.join(models_dir, FILES["int8"])
   data = tflite.with_uint8_io(tflite.load_tflite(int8_path), int8_path)
-  name = os.path.splitext(FILES["uint8"])[0]
-  return tflite.save_tflite(metadata.add_metadata(data, metadata.ModelInfo(name=name)),
-                            os.path.join(models_dir, FILES["uint8"]))
+  return _save_named(data, os.path.join(models_dir, FILES["uint8"]))
 
 
 def readme_text(report, conversion, command):
