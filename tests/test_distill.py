@@ -136,6 +136,19 @@ def test_teacher_and_student_see_the_same_mixed_images(batches16):
   assert not np.allclose(teacher.images, images.numpy())
 
 
+def test_teacher_sees_its_own_view_mixed_as_the_students(batches16):
+  distiller = distill.Distiller(synthetic.tiny_cnn(seed=0), synthetic.tiny_cnn(seed=1),
+                                mixup=1.0)
+  compile_lib.compile_model(distiller, 1e-2)
+  teacher, student = _Recording(distiller.teacher), _Recording(distiller.student)
+  distiller.teacher, distiller.student = teacher, student
+  images, labels = next(iter(batches16))
+  teacher_view = images + 1.0  # Every pixel 1 above the student's view.
+  distiller.train_step(((images, teacher_view), labels))
+  np.testing.assert_allclose(teacher.images, student.images + 1.0, rtol=1e-5, atol=1e-5)
+  assert not np.allclose(student.images, images.numpy())  # Mixed, the same way.
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"temperature": 0.0}, "temperature"),
     ({"alpha": 1.5}, "alpha"),

@@ -231,6 +231,28 @@ def test_stickers_leave_the_other_augmentations_unchanged_and_are_deterministic(
   np.testing.assert_array_equal(plain[~changed], stickered.numpy()[~changed])
 
 
+def test_teacher_view_is_the_augmented_batch_before_its_stickers_and_noise():
+  images = tf.random.stateless_uniform((8, 32, 32, 3), seed=[1, 2])
+  plain = augment.augment_batch(images, tf.constant([0, 5])).numpy()
+  robust, clean = augment.augment_views(images, tf.constant([0, 5]), noise_probability=1.0,
+                                        sticker_probability=1.0)
+  np.testing.assert_array_equal(clean.numpy(), plain)
+  np.testing.assert_array_equal(
+      robust.numpy(), augment.augment_batch(images, tf.constant([0, 5]), noise_probability=1.0,
+                                            sticker_probability=1.0).numpy())
+  assert not np.allclose(robust.numpy(), plain)
+  uint8 = (np.random.default_rng(0).random((16, 32, 32, 3)) * 255).astype(np.uint8)
+  labels = np.arange(16)
+  views = input_pipeline.batches_from_arrays(uint8, labels, 8, noise_probability=1.0,
+                                             teacher_view=True)
+  singles = input_pipeline.batches_from_arrays(uint8, labels, 8, noise_probability=1.0)
+  for ((student, teacher), view_labels), (single, single_labels) in zip(
+      views.take(2), singles.take(2)):
+    np.testing.assert_array_equal(student.numpy(), single.numpy())
+    np.testing.assert_array_equal(view_labels.numpy(), single_labels.numpy())
+    assert not np.allclose(teacher.numpy(), student.numpy())
+
+
 def test_sensor_noise_has_a_per_image_strength_within_its_range():
   images = tf.fill((64, 32, 32, 3), 0.5)
   seeds = tf.random.experimental.stateless_split(tf.constant([9, 10], tf.int64), num=3)

@@ -311,6 +311,25 @@ def test_distill_mixup_reaches_the_distilled_step(finished, tmp_path, monkeypatc
   assert "ran" in _status(lines).values()
 
 
+def test_distill_teacher_view_gives_only_the_distilled_fine_tunes_a_view_pair(
+    finished, tmp_path, monkeypatch):
+  from tf_gtsrb.training import compile as compile_lib  # pylint: disable=g-import-not-at-top
+  work_dir = _copy(finished, tmp_path)
+  fine_tune, calls = compile_lib.fine_tune, []
+
+  def recording(model, train_ds, *args, **kwargs):
+    calls.append((train_ds.element_spec[0], kwargs.get("teacher") is not None))
+    return fine_tune(model, train_ds, *args, **kwargs)
+  monkeypatch.setattr(compile_lib, "fine_tune", recording)
+  _, lines = _run(_config(work_dir, distill_pruning=True, distill_teacher_view=True,
+                          distill_mixup=0.4, prune_swa_epochs=1,
+                          fine_tune_noise_probability=0.5))
+  assert _status(lines)["report"] == "ran"
+  (prune_images, prune_taught), *_, (qat_images, qat_taught) = calls
+  assert prune_taught and isinstance(prune_images, tuple) and len(prune_images) == 2
+  assert not qat_taught and not isinstance(qat_images, tuple)
+
+
 def test_pruning_teachers_join_the_baseline_in_the_pruned_models_teacher(finished, tmp_path,
                                                                          monkeypatch):
   from tf_gtsrb.training import compile as compile_lib  # pylint: disable=g-import-not-at-top
@@ -823,6 +842,8 @@ def test_unknown_step_is_a_config_error(tmp_path, kwargs):
     {"val_fraction": 0.0, "fine_tune_on_validation": True},
     {"distill_pruning": True, "distill_mixup": -0.5},
     {"distill_mixup": 0.4},  # Mixup without a distillation to mix for.
+    {"distill_teacher_view": True, "noise_probability": 0.5},  # No teachers to see it.
+    {"distill_teacher_view": True, "distill_pruning": True},  # No robust shares to hide.
     {"baseline_model": "no/such/baseline.keras"},
     {"baseline_model": __file__, "swa_epochs": 2},  # Settings of a training that won't run.
     {"pruning_teachers": __file__},  # A teacher for pruning without distill_pruning or distill_qat.

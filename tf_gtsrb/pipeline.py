@@ -272,6 +272,10 @@ class PipelineConfig:
   distill_mixup: float = _setting(
       0.0, "prune", "With --distill_pruning or --distill_qat: mixup strength (Beta(a, a)) of "
       "the distillation, teacher and student seeing the same mixed images; 0: none.")
+  distill_teacher_view: bool = _setting(
+      False, "prune", "With --distill_pruning or --distill_qat: the teachers see each "
+      "fine-tune image before its erasing, stickers and noise, the student after, so "
+      "teachers trained without them (--clean_teacher_baselines) still give the right targets.")
   num_calibration_images: int = _setting(
       500, "convert", "Train images used to calibrate the INT8 conversion (count).")
   threads: int = _setting(1, "benchmark", "CPU threads for the latency benchmark.")
@@ -377,6 +381,13 @@ class PipelineConfig:
       if not (self.distill_pruning or self.distill_qat):
         raise errors.ConfigError("distill_mixup mixes the images of a distillation: set "
                                  "distill_pruning or distill_qat")
+    if self.distill_teacher_view:
+      if not (self.distill_pruning or self.distill_qat):
+        raise errors.ConfigError("distill_teacher_view shows the teachers their own images: "
+                                 "set distill_pruning or distill_qat")
+      if not any(self.fine_tune_augmentation().values()):
+        raise errors.ConfigError("distill_teacher_view needs erasing, stickers or noise in the "
+                                 "fine-tunes (their probabilities are all 0)")
     if self.fine_tune_on_validation and self.val_fraction == 0:
       raise errors.ConfigError("fine_tune_on_validation needs a validation split to train "
                                "on: val_fraction is 0")
@@ -612,13 +623,15 @@ class Pipeline:
     """The split the pruning and QAT fine-tunes train on."""
     return "train+validation" if self.config.fine_tune_on_validation else "train"
 
-  def _datasets(self, results):
-    """(training batches, validation batches or None, steps per epoch) of the fine-tunes."""
+  def _datasets(self, results, distil):
+    """(training batches, validation batches or None, steps per epoch) of a fine-tune;
+    `distil`: whether it learns from teachers (which may then get their own view)."""
     from tf_gtsrb.data import input_pipeline  # pylint: disable=g-import-not-at-top
     c = self.config
     return input_pipeline.fine_tune_datasets(
         results["prepare"].dataset_dir, c.batch_size, seed=c.seed, steps=c.steps_per_epoch,
-        on_validation=c.fine_tune_on_validation, **c.fine_tune_augmentation())
+        on_validation=c.fine_tune_on_validation, teacher_view=c.distill_teacher_view and distil,
+        **c.fine_tune_augmentation())
 
   def _prune(self, results):
     # pylint: disable=g-import-not-at-top
@@ -636,7 +649,7 @@ class Pipeline:
         traffic_sign_cnn.channels_of(model), percentages, max_params=c.max_params,
         max_macs=int(complexity.count_macs(model) * c.max_macs_percent / 100),
         input_size=model.input_shape[1])
-    train_ds, val_ds, steps = self._datasets(results)
+    train_ds, val_ds, steps = self._datasets(results, c.distill_pruning)
     pruned, record = channel_pruning.prune_and_fine_tune(
         model, percentages, train_ds, val_ds, c.prune_epochs,
         compile_lib.cosine_decay(c.prune_learning_rate, c.prune_epochs * steps), steps,
@@ -663,7 +676,7 @@ class Pipeline:
     from tf_gtsrb.models import io as model_io
     from tf_gtsrb.training import compile as compile_lib
     model = model_io.load_model(results["prune"].model)
-    train_ds, val_ds, steps = self._datasets(results)
+    train_ds, val_ds, steps = self._datasets(results, c.distill_pruning)
     baseline = model_io.load_model(results["train"].model) if c.distill_pruning else None
     distillation = {"label_smoothing": c.label_smoothing,
                     **self._distillation(results, baseline, c.distill_pruning)}
@@ -713,7 +726,7 @@ class Pipeline:
     from tf_gtsrb.training import compile as compile_lib
     c = self.config
     model = model_io.load_model(results["sparsify"].model)
-    train_ds, val_ds, steps = self._datasets(results)
+    train_ds, val_ds, steps = self._datasets(results, c.distill_qat)
     baseline = model_io.load_model(results["train"].model) if c.distill_qat else None
     qat_model, record = quantization.run_qat(
         model, train_ds, val_ds, c.qat_epochs,

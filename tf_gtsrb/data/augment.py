@@ -45,6 +45,13 @@ def augment_batch(images, seed, erase_probability=0.0, noise_probability=0.0,
   stickers; `noise_probability`: share that then get sensor noise. 0 leaves the
   augmentation exactly as without them.
   """
+  return augment_views(images, seed, erase_probability, noise_probability,
+                       sticker_probability)[0]
+
+
+def augment_views(images, seed, erase_probability=0.0, noise_probability=0.0,
+                  sticker_probability=0.0):
+  """(`augment_batch`'s batch, the same batch before its erasing, stickers and noise)."""
   seed = tf.cast(seed, tf.int64)
   seeds = tf.random.experimental.stateless_split(seed, num=12)
   images = _geometric(images, seeds[0])
@@ -52,6 +59,7 @@ def augment_batch(images, seed, erase_probability=0.0, noise_probability=0.0,
   images = _gamma(images, seeds[7])
   images = _maybe_shadow(images, seeds[8:12])
   images = _maybe_blur(images, seeds[5:7])
+  clean = tf.clip_by_value(images, 0.0, 1.0)
   if erase_probability > 0:
     erase_seeds = tf.random.experimental.stateless_split(
         tf.random.experimental.stateless_fold_in(seed, 1), num=4)
@@ -64,7 +72,7 @@ def augment_batch(images, seed, erase_probability=0.0, noise_probability=0.0,
     noise_seeds = tf.random.experimental.stateless_split(
         tf.random.experimental.stateless_fold_in(seed, 2), num=3)
     images = _maybe_noise(images, noise_seeds, noise_probability)
-  return tf.clip_by_value(images, 0.0, 1.0)
+  return tf.clip_by_value(images, 0.0, 1.0), clean
 
 
 def _uniform(seed, batch, low, high):

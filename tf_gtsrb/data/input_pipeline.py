@@ -112,25 +112,30 @@ def steps_per_epoch(num_examples, batch_size):
 
 
 def train_dataset(data_dir, batch_size, augment=True, seed=0, start_step=0, split="train",
-                  erase_probability=0.0, noise_probability=0.0, sticker_probability=0.0):
+                  erase_probability=0.0, noise_probability=0.0, sticker_probability=0.0,
+                  teacher_view=False):
   """Endless (float images, labels) training batches starting at global step `start_step`.
 
   Use with `model.fit(..., steps_per_epoch=steps_per_epoch(split_size(...), batch_size))`.
+  With `teacher_view` the images are a pair for `distill.Distiller`: (the augmented
+  batch, the same batch before its erasing, stickers and noise).
   """
   images, labels = load_arrays(data_dir, split)
   return batches_from_arrays(images, labels, batch_size, augment, seed, start_step,
-                             erase_probability, noise_probability, sticker_probability)
+                             erase_probability, noise_probability, sticker_probability,
+                             teacher_view)
 
 
 def fine_tune_datasets(data_dir, batch_size, seed=0, steps=0, on_validation=False,
                        erase_probability=0.0, noise_probability=0.0,
-                       sticker_probability=0.0):
+                       sticker_probability=0.0, teacher_view=False):
   """(training batches, validation batches or None, steps per epoch) of a fine-tune.
 
   It trains on the train split and validates on the validation split when the
   dataset has one. With `on_validation` (a final fit) it trains on
   'train+validation' and validates on nothing. `steps` 0 is one pass per epoch.
-  The probabilities add robust augmentation as in `train_dataset`.
+  The probabilities add robust augmentation and `teacher_view` the teachers' view
+  as in `train_dataset`.
   """
   split = "train+validation" if on_validation else "train"
   if on_validation and not has_split(data_dir, "validation"):
@@ -142,13 +147,14 @@ def fine_tune_datasets(data_dir, batch_size, seed=0, steps=0, on_validation=Fals
   train_ds = train_dataset(data_dir, batch_size, seed=seed, split=split,
                            erase_probability=erase_probability,
                            noise_probability=noise_probability,
-                           sticker_probability=sticker_probability)
+                           sticker_probability=sticker_probability,
+                           teacher_view=teacher_view)
   return train_ds, val_ds, steps
 
 
 def batches_from_arrays(images, labels, batch_size, augment=True, seed=0, start_step=0,
                         erase_probability=0.0, noise_probability=0.0,
-                        sticker_probability=0.0):
+                        sticker_probability=0.0, teacher_view=False):
   """Like `train_dataset`, from in-memory uint8 images and integer labels."""
   num = len(images)
   steps = steps_per_epoch(num, batch_size)
@@ -163,12 +169,12 @@ def batches_from_arrays(images, labels, batch_size, augment=True, seed=0, start_
         batch_size, drop_remainder=True)
 
   def gather(step, index):
-    batch = to_float(tf.gather(images, index))
+    batch = clean = to_float(tf.gather(images, index))
     if augment:
-      batch = augment_lib.augment_batch(batch, tf.stack([tf.cast(seed, tf.int64) + 1, step]),
-                                        erase_probability, noise_probability,
-                                        sticker_probability)
-    return batch, tf.gather(labels, index)
+      batch, clean = augment_lib.augment_views(
+          batch, tf.stack([tf.cast(seed, tf.int64) + 1, step]), erase_probability,
+          noise_probability, sticker_probability)
+    return ((batch, clean) if teacher_view else batch), tf.gather(labels, index)
 
   return (tf.data.Dataset.range(first_epoch, 2**62)
           .flat_map(epoch_batches)

@@ -11,6 +11,11 @@ With `mixup` > 0 teacher and student see the same mixed batch (Zhang et al. 2018
 image blended with another of the batch), so the student matches the teacher between
 training images too ("function matching", Beyer et al. 2022); the label loss takes both
 images' labels in proportion.
+
+Training images may come as a pair (student's images, teacher's images) of the same
+batch (`input_pipeline.train_dataset(teacher_view=True)`): the teacher then predicts
+on its own view, e.g. each image before the sensor noise and stickers the student
+sees, so a teacher trained without them still gives the right targets.
 """
 
 import numpy as np
@@ -38,13 +43,15 @@ def mix(images, labels, mixup, rng):
   """Mixup of a batch: (lam * images + (1 - lam) * shuffled images, shuffled labels, lam),
   lam drawn from Beta(mixup, mixup) and folded to >= 0.5 so each image stays itself.
 
+  `images` may be a tuple of views of one batch; each is mixed the same way.
   `rng` is the `tf.random.Generator` the draws come from.
   """
   seeds = rng.make_seeds(2)
   draws = tf.random.stateless_gamma([2], seeds[:, 0], alpha=mixup)
   lam = tf.maximum(draws[0], draws[1]) / tf.maximum(tf.reduce_sum(draws), _EPSILON)
-  order = tf.argsort(tf.random.stateless_uniform(tf.shape(images)[:1], seeds[:, 1]))
-  mixed = lam * images + (1 - lam) * tf.gather(images, order)
+  order = tf.argsort(tf.random.stateless_uniform(tf.shape(labels)[:1], seeds[:, 1]))
+  mixed = tf.nest.map_structure(lambda view: lam * view + (1 - lam) * tf.gather(view, order),
+                                images)
   return mixed, tf.gather(labels, order), lam
 
 
@@ -117,7 +124,8 @@ class Distiller(keras.Model):
     images, labels = data
     if self.mixup:
       images, other_labels, lam = self.mix(images, labels)
-    teacher_probabilities = self.teacher(images, training=False)
+    images, teacher_images = images if isinstance(images, (tuple, list)) else (images, images)
+    teacher_probabilities = self.teacher(teacher_images, training=False)
     with tf.GradientTape() as tape:
       student_probabilities = self.student(images, training=True)
       label_loss = self.label_loss(labels, student_probabilities)

@@ -48,7 +48,8 @@ class EpochAverage(keras.callbacks.Callback):
 def recompute_batch_norm(model, batches, steps, mixup=0.0, seed=0):
   """Sets every BatchNorm's moving mean and variance to their mean over `steps` batches.
 
-  `batches` yields (images, labels); the model runs in training mode on each
+  `batches` yields (images, labels), or ((images, teacher's images), labels) of which it
+  uses the images; the model runs in training mode on each
   (forward only; no weight changes). Other layers' state is left as it was.
   With `mixup` > 0 each batch is first mixed as a distillation with that mixup
   mixes it (`distill.mix`, draws seeded by `seed`): a model trained on mixed
@@ -62,6 +63,7 @@ def recompute_batch_norm(model, batches, steps, mixup=0.0, seed=0):
   momenta = [layer.momentum for layer in layers]
   try:
     for k, (images, labels) in enumerate(batches.take(steps), start=1):
+      images = images[0] if isinstance(images, (tuple, list)) else images
       for layer in layers:
         layer.momentum = 1.0 - 1.0 / k  # Batch k gets weight 1/k: a cumulative mean.
       if mixup:
