@@ -124,12 +124,18 @@ class _Recording:
     return self.model.losses
 
 
-def test_teacher_and_student_see_the_same_mixed_images(batches16):
+def _recorded_mixup_distiller():
+  """(a compiled mixup Distiller, its recorded teacher, its recorded student)."""
   distiller = distill.Distiller(synthetic.tiny_cnn(seed=0), synthetic.tiny_cnn(seed=1),
                                 mixup=1.0)
   compile_lib.compile_model(distiller, 1e-2)
   teacher, student = _Recording(distiller.teacher), _Recording(distiller.student)
   distiller.teacher, distiller.student = teacher, student
+  return distiller, teacher, student
+
+
+def test_teacher_and_student_see_the_same_mixed_images(batches16):
+  distiller, teacher, student = _recorded_mixup_distiller()
   images, labels = next(iter(batches16))
   distiller.train_step((images, labels))  # Eager: the recordings hold the real inputs.
   np.testing.assert_array_equal(teacher.images, student.images)
@@ -137,11 +143,7 @@ def test_teacher_and_student_see_the_same_mixed_images(batches16):
 
 
 def test_teacher_sees_its_own_view_mixed_as_the_students(batches16):
-  distiller = distill.Distiller(synthetic.tiny_cnn(seed=0), synthetic.tiny_cnn(seed=1),
-                                mixup=1.0)
-  compile_lib.compile_model(distiller, 1e-2)
-  teacher, student = _Recording(distiller.teacher), _Recording(distiller.student)
-  distiller.teacher, distiller.student = teacher, student
+  distiller, teacher, student = _recorded_mixup_distiller()
   images, labels = next(iter(batches16))
   teacher_view = images + 1.0  # Every pixel 1 above the student's view.
   distiller.train_step(((images, teacher_view), labels))
