@@ -89,10 +89,11 @@ def test_given_baseline_drops_only_the_baseline_training_settings(tmp_path):
 def test_the_fine_tunes_get_the_robust_augmentation(tiny_data_dir, tmp_path):
   results = {"prepare": types.SimpleNamespace(dataset_dir=tiny_data_dir)}
 
-  def first_batch(**settings):
+  def first_batch(distil=False, **settings):
     config = pipeline.PipelineConfig(work_dir=str(tmp_path), batch_size=16, **settings)
-    datasets = pipeline.Pipeline(config)._datasets(results)  # pylint: disable=protected-access
-    return next(iter(datasets[0]))[0].numpy()
+    pipe = pipeline.Pipeline(config)
+    images = next(iter(pipe._datasets(results, distil)[0]))[0]  # pylint: disable=protected-access
+    return tuple(i.numpy() for i in images) if isinstance(images, tuple) else images.numpy()
 
   plain = first_batch()
   assert np.abs(first_batch(noise_probability=1.0) - plain).mean() > 0.01
@@ -103,6 +104,11 @@ def test_the_fine_tunes_get_the_robust_augmentation(tiny_data_dir, tmp_path):
       first_batch(noise_probability=1.0, sticker_probability=1.0,
                   fine_tune_noise_probability=0.0, fine_tune_sticker_probability=0.0), plain)
   assert np.abs(first_batch(fine_tune_noise_probability=1.0) - plain).mean() > 0.01
+  # With the teachers' view a distilled fine-tune gets (noisy images, the same before noise).
+  noisy, clean = first_batch(distil=True, distill_pruning=True, distill_teacher_view=True,
+                             noise_probability=1.0)
+  np.testing.assert_array_equal(clean, plain)
+  np.testing.assert_array_equal(noisy, first_batch(noise_probability=1.0))
 
 
 def test_fine_tune_shares_default_to_the_baselines():
