@@ -44,16 +44,23 @@ def test_fine_tune_with_teacher_trains_only_the_student(batches16):
   assert teacher.trainable and len(teacher.trainable_weights) == len(student.trainable_weights)
 
 
-def test_logged_loss_is_the_objective_and_val_loss_the_label_loss(batches16):
-  images, labels = next(iter(batches16))
-  one_batch = tf.data.Dataset.from_tensors((images, labels))
+def _still_distiller(**kwargs):
+  """(a Distiller compiled at learning rate 0, so its weights stay put, and its label
+  loss); the student has no dropout, so a training call is the one fit makes."""
   keras.utils.set_random_seed(0)
   student = traffic_sign_cnn.build(channels=(4, 8, 8, 16), input_size=synthetic.TINY_SIZE,
                                    dropout=0.0)
-  teacher = synthetic.tiny_cnn(seed=1)
-  distiller = distill.Distiller(student, teacher, temperature=2.0, alpha=0.3)
-  compile_lib.compile_model(distiller, 0.0, label_smoothing=0.1)  # Weights stay put.
-  label_loss = compile_lib.SparseSmoothedCrossentropy(0.1)
+  distiller = distill.Distiller(student, synthetic.tiny_cnn(seed=1), temperature=2.0,
+                                alpha=0.3, **kwargs)
+  compile_lib.compile_model(distiller, 0.0, label_smoothing=0.1)
+  return distiller, compile_lib.SparseSmoothedCrossentropy(0.1)
+
+
+def test_logged_loss_is_the_objective_and_val_loss_the_label_loss(batches16):
+  images, labels = next(iter(batches16))
+  one_batch = tf.data.Dataset.from_tensors((images, labels))
+  distiller, label_loss = _still_distiller()
+  student, teacher = distiller.student, distiller.teacher
   training_outputs = student(images, training=True)
   objective = (0.3 * float(label_loss(labels, training_outputs))
                + 0.7 * float(distiller.distillation_loss(teacher(images), training_outputs)))
@@ -61,6 +68,23 @@ def test_logged_loss_is_the_objective_and_val_loss_the_label_loss(batches16):
   assert history["loss"][0] == pytest.approx(objective, rel=1e-4)
   assert history["val_loss"][0] == pytest.approx(
       float(label_loss(labels, student(images, training=False))), rel=1e-4)
+
+
+def test_both_views_learn_against_the_teachers_targets_on_the_clean_view(batches16):
+  noisy, labels = next(iter(batches16))
+  clean = noisy * 0.5
+  pair = tf.data.Dataset.from_tensors(((noisy, clean), labels))
+  distiller, label_loss = _still_distiller(both_views=True)
+  student, teacher = distiller.student, distiller.teacher
+  outputs = student(tf.concat([noisy, clean], axis=0), training=True)
+  targets = tf.concat([teacher(clean)] * 2, axis=0)
+  objective = (0.3 * float(label_loss(tf.concat([labels] * 2, axis=0), outputs))
+               + 0.7 * float(distiller.distillation_loss(targets, outputs)))
+  history = distiller.fit(pair, epochs=1, verbose=0).history
+  assert history["loss"][0] == pytest.approx(objective, rel=1e-4)
+  # The logged accuracy is the student's on its own (noisy) view.
+  own_view = np.mean(outputs[:16].numpy().argmax(axis=1) == labels.numpy())
+  assert history["accuracy"][0] == pytest.approx(own_view)
 
 
 def test_student_learns_the_teachers_answers(batches16):

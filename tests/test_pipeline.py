@@ -301,13 +301,15 @@ def test_distill_qat_fine_tunes_the_quantization_aware_model_against_the_teacher
 @pytest.mark.parametrize("owner, function, step", [
     ("tf_gtsrb.training.compile", "fine_tune", "distill_pruning"),
     ("tf_gtsrb.compression.quantization", "qat_fine_tune", "distill_qat")])
-def test_distill_mixup_reaches_the_distilled_step(finished, tmp_path, monkeypatch, owner,
-                                                  function, step):
+def test_distill_settings_reach_the_distilled_step(finished, tmp_path, monkeypatch, owner,
+                                                   function, step):
   work_dir = _copy(finished, tmp_path)
-  kwargs, lines = _keywords_given_to(importlib.import_module(owner), function,
-                                     _config(work_dir, distill_mixup=0.4, **{step: True}),
+  config = _config(work_dir, distill_mixup=0.4, distill_teacher_view=True,
+                   distill_both_views=True, fine_tune_noise_probability=0.5, **{step: True})
+  kwargs, lines = _keywords_given_to(importlib.import_module(owner), function, config,
                                      monkeypatch)
   assert kwargs["teacher"] is not None and kwargs["distill_mixup"] == 0.4
+  assert kwargs["distill_both_views"]
   assert "ran" in _status(lines).values()
 
 
@@ -322,7 +324,7 @@ def test_distill_teacher_view_gives_only_the_distilled_fine_tunes_a_view_pair(
     return fine_tune(model, train_ds, *args, **kwargs)
   monkeypatch.setattr(compile_lib, "fine_tune", recording)
   _, lines = _run(_config(work_dir, distill_pruning=True, distill_teacher_view=True,
-                          distill_mixup=0.4, prune_swa_epochs=1,
+                          distill_both_views=True, distill_mixup=0.4, prune_swa_epochs=1,
                           fine_tune_noise_probability=0.5))
   assert _status(lines)["report"] == "ran"
   (prune_images, prune_taught), *_, (qat_images, qat_taught) = calls
@@ -844,6 +846,8 @@ def test_unknown_step_is_a_config_error(tmp_path, kwargs):
     {"distill_mixup": 0.4},  # Mixup without a distillation to mix for.
     {"distill_teacher_view": True, "noise_probability": 0.5},  # No teachers to see it.
     {"distill_teacher_view": True, "distill_pruning": True},  # No robust shares to hide.
+    {"distill_both_views": True, "distill_pruning": True,  # Both of one view.
+     "noise_probability": 0.5},
     {"baseline_model": "no/such/baseline.keras"},
     {"baseline_model": __file__, "swa_epochs": 2},  # Settings of a training that won't run.
     {"pruning_teachers": __file__},  # A teacher for pruning without distill_pruning or distill_qat.

@@ -276,6 +276,10 @@ class PipelineConfig:
       False, "prune", "With --distill_pruning or --distill_qat: the teachers see each "
       "fine-tune image before its erasing, stickers and noise, the student after, so "
       "teachers trained without them (--clean_teacher_baselines) still give the right targets.")
+  distill_both_views: bool = _setting(
+      False, "prune", "With --distill_teacher_view: the student learns on both views, each "
+      "against the teachers' predictions on the clean one, so clean images keep their clean "
+      "targets and the corrupted ones learn to match them (twice the student's work per step).")
   num_calibration_images: int = _setting(
       500, "convert", "Train images used to calibrate the INT8 conversion (count).")
   threads: int = _setting(1, "benchmark", "CPU threads for the latency benchmark.")
@@ -388,6 +392,9 @@ class PipelineConfig:
       if not any(self.fine_tune_augmentation().values()):
         raise errors.ConfigError("distill_teacher_view needs erasing, stickers or noise in the "
                                  "fine-tunes (their probabilities are all 0)")
+    if self.distill_both_views and not self.distill_teacher_view:
+      raise errors.ConfigError("distill_both_views trains the student on the teachers' view "
+                               "as well: set distill_teacher_view")
     if self.fine_tune_on_validation and self.val_fraction == 0:
       raise errors.ConfigError("fine_tune_on_validation needs a validation split to train "
                                "on: val_fraction is 0")
@@ -708,8 +715,8 @@ class Pipeline:
 
   def _distillation(self, results, baseline, distil):
     """The fine-tune's teacher settings: with `distil`, the `baseline` averaged with the
-    teacher baselines and pruning_teachers (`ensemble.average`), and distill_mixup;
-    otherwise none."""
+    teacher baselines and pruning_teachers (`ensemble.average`), distill_mixup and
+    distill_both_views; otherwise none."""
     if not distil:
       return {}
     from tf_gtsrb.models import ensemble  # pylint: disable=g-import-not-at-top
@@ -717,7 +724,8 @@ class Pipeline:
     extra = list(results["train"].teachers)
     extra += ensemble.teacher_paths(paths) if paths else []
     return {"teacher": ensemble.average([baseline] + [ensemble.load_member(p) for p in extra]),
-            "distill_mixup": self.config.distill_mixup}
+            "distill_mixup": self.config.distill_mixup,
+            "distill_both_views": self.config.distill_both_views}
 
   def _qat(self, results):
     # pylint: disable=g-import-not-at-top

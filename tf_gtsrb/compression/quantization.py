@@ -61,7 +61,7 @@ def qat_fine_tune(model, train_ds, val_ds, epochs, learning_rate=1e-5, preserve_
                   preserve_clusters=False, steps_per_epoch=None, callbacks=(), verbose=2,
                   teacher=None, distill_temperature=distill.DEFAULT_TEMPERATURE,
                   distill_alpha=distill.DEFAULT_ALPHA, distill_mixup=distill.DEFAULT_MIXUP,
-                  label_smoothing=compile_lib.DEFAULT_LABEL_SMOOTHING):
+                  distill_both_views=False, label_smoothing=compile_lib.DEFAULT_LABEL_SMOOTHING):
   """Makes float `model` quantization-aware and fine-tunes it; returns the QAT model.
 
   `preserve_sparsity=None` preserves sparsity when the model is at least
@@ -79,7 +79,7 @@ def qat_fine_tune(model, train_ds, val_ds, epochs, learning_rate=1e-5, preserve_
                         label_smoothing=label_smoothing, steps_per_epoch=steps_per_epoch,
                         verbose=verbose, teacher=teacher,
                         distill_temperature=distill_temperature, distill_alpha=distill_alpha,
-                        distill_mixup=distill_mixup)
+                        distill_mixup=distill_mixup, distill_both_views=distill_both_views)
   return qat_model
 
 

@@ -78,7 +78,8 @@ def fine_tune(model, train_ds, val_ds, epochs, learning_rate=1e-4,
               label_smoothing=DEFAULT_LABEL_SMOOTHING,
               callbacks=(), steps_per_epoch=None, verbose=2, teacher=None,
               distill_temperature=distill.DEFAULT_TEMPERATURE,
-              distill_alpha=distill.DEFAULT_ALPHA, distill_mixup=distill.DEFAULT_MIXUP):
+              distill_alpha=distill.DEFAULT_ALPHA, distill_mixup=distill.DEFAULT_MIXUP,
+              distill_both_views=False):
   """Compiles and fits `model` for `epochs`; returns the Keras History.
 
   Used by pruning, QAT and clustering to recover accuracy; full training with
@@ -89,7 +90,7 @@ def fine_tune(model, train_ds, val_ds, epochs, learning_rate=1e-4,
   trained = model
   if teacher is not None:
     trained = distill.Distiller(model, teacher, distill_temperature, distill_alpha,
-                                distill_mixup)
+                                distill_mixup, distill_both_views)
   compile_model(trained, learning_rate, label_smoothing)
   history = trained.fit(train_ds, validation_data=val_ds, epochs=epochs,
                         steps_per_epoch=steps_per_epoch, callbacks=list(callbacks),

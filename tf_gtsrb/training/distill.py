@@ -15,7 +15,11 @@ images' labels in proportion.
 Training images may come as a pair (student's images, teacher's images) of the same
 batch (`input_pipeline.train_dataset(teacher_view=True)`): the teacher then predicts
 on its own view, e.g. each image before the sensor noise and stickers the student
-sees, so a teacher trained without them still gives the right targets.
+sees, so a teacher trained without them still gives the right targets. With
+`both_views` the student learns on both images of the pair, each against the teacher's
+predictions on its own (clean) view: the clean image keeps its clean target and the
+corrupted one learns to match it, a consistency objective (as AugMix's, Hendrycks et al.
+2020) anchored to the teacher. Each step then costs the student twice the work.
 """
 
 import numpy as np
@@ -37,6 +41,10 @@ DEFAULT_MIXUP = 0.0  # Beta(mixup, mixup) draws the blend; 0: no mixing.
 def _soften(probabilities, temperature):
   log_p = tf.math.log(tf.clip_by_value(probabilities, _EPSILON, 1.0))
   return tf.nn.softmax(log_p / temperature)
+
+
+def _twice(batch):
+  return tf.concat([batch, batch], axis=0)
 
 
 def mix(images, labels, mixup, rng):
@@ -65,7 +73,7 @@ class Distiller(keras.Model):
   """
 
   def __init__(self, student, teacher, temperature=DEFAULT_TEMPERATURE, alpha=DEFAULT_ALPHA,
-               mixup=DEFAULT_MIXUP, **kwargs):
+               mixup=DEFAULT_MIXUP, both_views=False, **kwargs):
     super().__init__(**kwargs)
     if temperature <= 0:
       raise errors.ConfigError(f"distillation temperature must be > 0: {temperature}")
@@ -87,6 +95,7 @@ class Distiller(keras.Model):
     self.temperature = float(temperature)
     self.alpha = float(alpha)
     self.mixup = float(mixup)
+    self.both_views = bool(both_views)
     # Its own generator (seeded from NumPy, which keras.utils.set_random_seed seeds), so a
     # checkpoint can hold the mixing sequence and a resumed run mixes as an unbroken one.
     self.mixup_rng = (tf.random.Generator.from_seed(np.random.randint(2**31 - 1))
@@ -126,6 +135,12 @@ class Distiller(keras.Model):
       images, other_labels, lam = self.mix(images, labels)
     images, teacher_images = images if isinstance(images, (tuple, list)) else (images, images)
     teacher_probabilities = self.teacher(teacher_images, training=False)
+    batch = tf.shape(labels)[0]
+    if self.both_views:  # One batch of both views, with the targets and labels twice over.
+      images = tf.concat([images, teacher_images], axis=0)
+      teacher_probabilities, labels = _twice(teacher_probabilities), _twice(labels)
+      if self.mixup:
+        other_labels = _twice(other_labels)
     with tf.GradientTape() as tape:
       student_probabilities = self.student(images, training=True)
       label_loss = self.label_loss(labels, student_probabilities)
@@ -138,7 +153,8 @@ class Distiller(keras.Model):
     variables = self.student.trainable_variables
     self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
     self.loss_tracker.update_state(loss)
-    self.compiled_metrics.update_state(labels, student_probabilities)
+    # Training accuracy is the student's on its own view, with or without the other.
+    self.compiled_metrics.update_state(labels[:batch], student_probabilities[:batch])
     return {m.name: m.result() for m in self.metrics}
 
   def test_step(self, data):
