@@ -16,8 +16,8 @@ Training images may come as a pair (student's images, teacher's images) of the s
 batch (`input_pipeline.train_dataset(teacher_view=True)`): the teacher then predicts
 on its own view, e.g. each image before the sensor noise and stickers the student
 sees, so a teacher trained without them still gives the right targets. With
-`both_views` the student learns on both images of the pair, each against the teacher's
-predictions on its own (clean) view: the clean image keeps its clean target and the
+`both_views` the student learns on both images of the pair, both against the teacher's
+predictions on the teacher's (clean) image: the clean image keeps its clean target and the
 corrupted one learns to match it, a consistency objective (as AugMix's, Hendrycks et al.
 2020) anchored to the teacher. Each step then costs the student twice the work.
 """
