@@ -277,6 +277,49 @@ def test_noise_leaves_the_other_augmentations_unchanged_and_is_deterministic():
   assert abs(difference.mean()) < 0.01 and difference.std() > 0.01
 
 
+def test_jpeg_compresses_a_share_of_the_images_at_qualities_within_its_range():
+  images = tf.random.stateless_uniform((64, 32, 32, 3), seed=[3, 4])
+  seeds = tf.random.experimental.stateless_split(tf.constant([9, 10], tf.int64), num=2)
+  compressed = augment._maybe_jpeg(images, seeds, probability=1.0).numpy()
+  qualities = np.round(tf.random.stateless_uniform([64], seed=seeds[0],
+                                                   minval=augment.JPEG_QUALITY[0],
+                                                   maxval=augment.JPEG_QUALITY[1]).numpy())
+  for image, result, quality in zip(images[:4], compressed[:4], qualities[:4]):
+    np.testing.assert_array_equal(
+        result, tf.image.adjust_jpeg_quality(image, int(quality)).numpy())
+  assert np.all(np.abs(compressed - images.numpy()).mean(axis=(1, 2, 3)) > 0.01)
+  assert 0.0 <= compressed.min() and compressed.max() <= 1.0
+  half = augment._maybe_jpeg(images, seeds, probability=0.5).numpy()
+  untouched = np.all(half == images.numpy(), axis=(1, 2, 3))
+  assert 16 < untouched.sum() < 48
+  assert np.array_equal(augment._maybe_jpeg(images, seeds, 0.0).numpy(), images.numpy())
+
+
+def test_jpeg_comes_last_leaves_the_teacher_view_clean_and_is_deterministic():
+  images = tf.random.stateless_uniform((8, 32, 32, 3), seed=[1, 2])
+  seed = tf.constant([0, 5])
+  plain = augment.augment_batch(images, seed).numpy()
+  noisy = augment.augment_batch(images, seed, noise_probability=1.0).numpy()
+  robust, clean = augment.augment_views(images, seed, noise_probability=1.0,
+                                        jpeg_probability=1.0)
+  np.testing.assert_array_equal(clean.numpy(), plain)
+  np.testing.assert_array_equal(
+      robust.numpy(), augment.augment_batch(images, seed, noise_probability=1.0,
+                                            jpeg_probability=1.0).numpy())
+  np.testing.assert_array_equal(robust.numpy()[0],
+                                tf.image.adjust_jpeg_quality(
+                                    noisy[0], int(_first_jpeg_quality(seed))).numpy())
+
+
+def _first_jpeg_quality(seed):
+  """The JPEG quality `augment_views` draws for the first image of a batch."""
+  seeds = tf.random.experimental.stateless_split(
+      tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), 4), num=2)
+  return np.round(tf.random.stateless_uniform([8], seed=seeds[0],
+                                              minval=augment.JPEG_QUALITY[0],
+                                              maxval=augment.JPEG_QUALITY[1]).numpy()[0])
+
+
 # --------------------------------------------------------------------------
 # find_dataset_dir and the prepared-dataset readers.
 
@@ -327,6 +370,9 @@ def test_fine_tune_datasets_add_the_robust_augmentation(tiny_data_dir):
       tiny_data_dir, 16, erase_probability=1.0)[0]))
   stickered_images, _ = next(iter(input_pipeline.fine_tune_datasets(
       tiny_data_dir, 16, sticker_probability=1.0)[0]))
+  compressed_images, _ = next(iter(input_pipeline.fine_tune_datasets(
+      tiny_data_dir, 16, jpeg_probability=1.0)[0]))
+  assert np.abs(compressed_images - plain_images).mean() > 0.005
   np.testing.assert_array_equal(noisy_labels, plain_labels)  # Same images, same order.
   assert np.abs(noisy_images - plain_images).mean() > 0.01
   assert not np.array_equal(erased_images, plain_images)

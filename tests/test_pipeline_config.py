@@ -99,6 +99,7 @@ def test_the_fine_tunes_get_the_robust_augmentation(tiny_data_dir, tmp_path):
   assert np.abs(first_batch(noise_probability=1.0) - plain).mean() > 0.01
   assert not np.array_equal(first_batch(erase_probability=1.0), plain)
   assert not np.array_equal(first_batch(sticker_probability=1.0), plain)
+  assert np.abs(first_batch(fine_tune_jpeg_probability=1.0) - plain).mean() > 0.005
   # The fine-tunes' own shares replace the baseline's, and only for the fine-tunes.
   np.testing.assert_array_equal(
       first_batch(noise_probability=1.0, sticker_probability=1.0,
@@ -115,7 +116,8 @@ def test_fine_tune_shares_default_to_the_baselines():
   config = pipeline.PipelineConfig(noise_probability=0.5, sticker_probability=0.5,
                                    fine_tune_sticker_probability=0.2)
   assert config.fine_tune_augmentation() == {
-      "erase_probability": 0.0, "noise_probability": 0.5, "sticker_probability": 0.2}
+      "erase_probability": 0.0, "noise_probability": 0.5, "sticker_probability": 0.2,
+      "jpeg_probability": 0.0}
 
 
 @pytest.mark.parametrize("value", [-0.1, 1.5])

@@ -28,7 +28,8 @@ STEPS = ("prepare", "train", "analyze", "prune", "sparsify", "qat", "convert", "
 PRUNE_CRITERIA = ("l1", "bn_gamma")
 _DEFAULT_VAL_FRACTION = 0.15
 # The augmentations a share of the training images gets, as TrainConfig names them.
-_AUGMENTATION_SHARES = ("erase_probability", "noise_probability", "sticker_probability")
+_AUGMENTATION_SHARES = ("erase_probability", "noise_probability", "sticker_probability",
+                        "jpeg_probability")
 _TRAIN_STARTED = ".started.json"  # Fingerprint of the training run in progress in train/.
 # The steps whose outputs each step reads (its fingerprint holds theirs).
 UPSTREAM = {"prepare": (), "train": ("prepare",), "analyze": ("prepare", "train"),
@@ -179,6 +180,10 @@ class PipelineConfig:
       0.0, "train", "Share of the training images of every training step (baseline, pruning "
       "fine-tune, sparsify, QAT; see --fine_tune_sticker_probability) that also get stickers "
       "(1-3 opaque patches of random colour covering 2-33% of the image); 0: none.")
+  jpeg_probability: float = _setting(
+      0.0, "train", "Share of the training images of every training step (baseline, pruning "
+      "fine-tune, sparsify, QAT; see --fine_tune_jpeg_probability) that are also "
+      "JPEG-compressed (quality 20-90), after any noise; 0: none.")
   steps_per_epoch: int = _setting(0, "train", "Steps per epoch; 0 is one pass over the train "
                                   "split.")
   teacher: Optional[str] = _setting(
@@ -196,8 +201,8 @@ class PipelineConfig:
       "--epochs.", trains_baseline=True)
   clean_teacher_baselines: bool = _setting(
       False, "train", "Train the teacher baselines without the robust augmentation "
-      "(--erase_probability, --noise_probability, --sticker_probability): clean teachers of "
-      "a robust baseline.", trains_baseline=True)
+      "(--erase_probability, --noise_probability, --sticker_probability, "
+      "--jpeg_probability): clean teachers of a robust baseline.", trains_baseline=True)
   swa_epochs: int = _setting(
       0, "train", "Stochastic weight averaging of the baseline: this many epochs after its "
       "training at --swa_learning_rate, their weights averaged into the model the later steps "
@@ -251,6 +256,9 @@ class PipelineConfig:
   fine_tune_sticker_probability: Optional[float] = _setting(
       None, "prune", "Stickers share of the fine-tunes (pruning, sparsify, QAT) alone; "
       "default: --sticker_probability.")
+  fine_tune_jpeg_probability: Optional[float] = _setting(
+      None, "prune", "JPEG share of the fine-tunes (pruning, sparsify, QAT) alone; "
+      "default: --jpeg_probability.")
   sparsity: float = _setting(
       0.0, "sparsify", "Kernel sparsity that tfmot magnitude pruning (prune_low_magnitude) "
       "gives the channel-pruned model while it fine-tunes, before QAT, which keeps the zeros "
@@ -296,7 +304,7 @@ class PipelineConfig:
   seed: int = _setting(0, "prepare", "Seed of the split, training and augmentation.")
 
   def fine_tune_augmentation(self):
-    """{erase,noise,sticker}_probability of the fine-tunes: their own shares where set, else
+    """{erase,noise,sticker,jpeg}_probability of the fine-tunes: their own shares where set, else
     the baseline's."""
     shares = {}
     for name in _AUGMENTATION_SHARES:
@@ -531,7 +539,8 @@ class Pipeline:
         label_smoothing=c.label_smoothing, seed=c.seed, steps_per_epoch=c.steps_per_epoch,
         model_kwargs={"dropout": c.dropout}, teacher=c.teacher or "",
         erase_probability=c.erase_probability, noise_probability=c.noise_probability,
-        sticker_probability=c.sticker_probability, swa_epochs=c.swa_epochs,
+        sticker_probability=c.sticker_probability, jpeg_probability=c.jpeg_probability,
+        swa_epochs=c.swa_epochs,
         swa_learning_rate=c.swa_learning_rate)
     # Resume only a run started with these settings and upstream outputs: the
     # trainer's own check ignores the dataset, which may have been rebuilt. A run

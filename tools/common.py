@@ -80,6 +80,7 @@ FLAG_RANGES = {
     "erase_probability": _FRACTION,
     "noise_probability": _FRACTION,
     "sticker_probability": _FRACTION,
+    "jpeg_probability": _FRACTION,
     "max_skipped_fraction": _FRACTION,
     "frames_per_track": _COUNT,
     "indices": _NON_NEGATIVE,
@@ -223,8 +224,8 @@ def define_fine_tuning_flags(epochs, learning_rate, what="Fine-tuning"):
 
 
 def define_robust_augmentation_flags():
-  """Defines --erase_probability, --noise_probability and --sticker_probability
-  (docs/robustness.md)."""
+  """Defines --erase_probability, --noise_probability, --sticker_probability and
+  --jpeg_probability (docs/robustness.md)."""
   flags.DEFINE_float("erase_probability", 0.0, "Share of training images that also get a random "
                      "erasing (a square filled with the image's mean colour); 0: none.")
   flags.DEFINE_float("noise_probability", 0.0, "Share of training images that also get sensor "
@@ -232,13 +233,16 @@ def define_robust_augmentation_flags():
   flags.DEFINE_float("sticker_probability", 0.0, "Share of training images that also get "
                      "stickers (1-3 opaque patches of random colour covering 2-33% of the "
                      "image); 0: none.")
+  flags.DEFINE_float("jpeg_probability", 0.0, "Share of training images that are also "
+                     "JPEG-compressed (quality 20-90), after any noise; 0: none.")
 
 
 def robust_augmentation_record():
   """The robust augmentation flags as a tool's report records them."""
   return {"erase_probability": FLAGS.erase_probability,
           "noise_probability": FLAGS.noise_probability,
-          "sticker_probability": FLAGS.sticker_probability}
+          "sticker_probability": FLAGS.sticker_probability,
+          "jpeg_probability": FLAGS.jpeg_probability}
 
 
 def fine_tune_datasets(on_validation=False):
@@ -248,7 +252,8 @@ def fine_tune_datasets(on_validation=False):
   return input_pipeline.fine_tune_datasets(
       FLAGS.data_dir, FLAGS.batch_size, seed=FLAGS.seed, steps=FLAGS.steps_per_epoch,
       on_validation=on_validation, erase_probability=FLAGS.erase_probability,
-      noise_probability=FLAGS.noise_probability, sticker_probability=FLAGS.sticker_probability)
+      noise_probability=FLAGS.noise_probability, sticker_probability=FLAGS.sticker_probability,
+      jpeg_probability=FLAGS.jpeg_probability)
 
 
 # What a final fit prints in place of the validation accuracy it cannot measure.

@@ -5,8 +5,8 @@ jitter (brightness, contrast, saturation, hue), a gamma change (under- and
 over-exposure, backlit signs) and, sometimes, a shadow over part of the image
 (darker beyond a random straight edge) and a 3x3 Gaussian blur; optionally, random
 erasing (a square filled with the image's mean colour), stickers (one to three
-opaque patches of random colour) and sensor noise (Gaussian, per pixel and channel,
-of a random strength). Randomness is
+opaque patches of random colour), sensor noise (Gaussian, per pixel and channel,
+of a random strength) and JPEG compression (a random quality). Randomness is
 stateless and derived from (seed, batch index), so a resumed run sees exactly
 the augmentations an uninterrupted run would have.
 """
@@ -34,24 +34,27 @@ NOISE_SIGMA = (0.02, 0.12)  # Standard deviation of the sensor noise, in [0, 1] 
 MAX_STICKERS = 3
 STICKER_AREA = (0.02, 1 / 3)
 STICKER_ASPECT = (0.3, 1 / 0.3)
+JPEG_QUALITY = (20, 90)  # Range of the JPEG quality (TensorFlow's encoder, 4:2:0 chroma).
 
 
 def augment_batch(images, seed, erase_probability=0.0, noise_probability=0.0,
-                  sticker_probability=0.0):
+                  sticker_probability=0.0, jpeg_probability=0.0):
   """Augments a (B, H, W, 3) float32 batch; `seed` is a shape-[2] int tensor.
 
   `erase_probability`: share of images that get a random erasing (Zhong et al.
   2017) after the other changes; `sticker_probability`: share that then get
-  stickers; `noise_probability`: share that then get sensor noise. 0 leaves the
+  stickers; `noise_probability`: share that then get sensor noise;
+  `jpeg_probability`: share that are then JPEG-compressed. 0 leaves the
   augmentation exactly as without them.
   """
   return augment_views(images, seed, erase_probability, noise_probability,
-                       sticker_probability)[0]
+                       sticker_probability, jpeg_probability)[0]
 
 
 def augment_views(images, seed, erase_probability=0.0, noise_probability=0.0,
-                  sticker_probability=0.0):
-  """(`augment_batch`'s batch, the same batch before its erasing, stickers and noise)."""
+                  sticker_probability=0.0, jpeg_probability=0.0):
+  """(`augment_batch`'s batch, the same batch before its erasing, stickers, noise and
+  JPEG)."""
   seed = tf.cast(seed, tf.int64)
   seeds = tf.random.experimental.stateless_split(seed, num=12)
   images = _geometric(images, seeds[0])
@@ -72,6 +75,10 @@ def augment_views(images, seed, erase_probability=0.0, noise_probability=0.0,
     noise_seeds = tf.random.experimental.stateless_split(
         tf.random.experimental.stateless_fold_in(seed, 2), num=3)
     images = _maybe_noise(images, noise_seeds, noise_probability)
+  if jpeg_probability > 0:
+    jpeg_seeds = tf.random.experimental.stateless_split(
+        tf.random.experimental.stateless_fold_in(seed, 4), num=2)
+    images = _maybe_jpeg(tf.clip_by_value(images, 0.0, 1.0), jpeg_seeds, jpeg_probability)
   return tf.clip_by_value(images, 0.0, 1.0), clean
 
 
@@ -158,6 +165,16 @@ def _maybe_noise(images, seeds, probability):
   use = tf.cast(_uniform(seeds[1], batch, 0.0, 1.0) < probability, tf.float32)
   noise = tf.random.stateless_normal(tf.shape(images), seed=seeds[2])
   return images + noise * per_image(sigma * use)
+
+
+def _maybe_jpeg(images, seeds, probability):
+  """JPEG-compresses, with `probability`, each image at a random JPEG_QUALITY."""
+  batch = tf.shape(images)[0]
+  quality = tf.cast(tf.round(_uniform(seeds[0], batch, *JPEG_QUALITY)), tf.int32)
+  compressed = tf.map_fn(lambda pair: tf.image.adjust_jpeg_quality(pair[0], pair[1]),
+                         (images, quality), fn_output_signature=images.dtype)
+  use = _uniform(seeds[1], batch, 0.0, 1.0) < probability
+  return tf.where(tf.reshape(use, [-1, 1, 1, 1]), compressed, images)
 
 
 def _maybe_erase(images, seeds, probability):

@@ -113,22 +113,22 @@ def steps_per_epoch(num_examples, batch_size):
 
 def train_dataset(data_dir, batch_size, augment=True, seed=0, start_step=0, split="train",
                   erase_probability=0.0, noise_probability=0.0, sticker_probability=0.0,
-                  teacher_view=False):
+                  jpeg_probability=0.0, teacher_view=False):
   """Endless (float images, labels) training batches starting at global step `start_step`.
 
   Use with `model.fit(..., steps_per_epoch=steps_per_epoch(split_size(...), batch_size))`.
   With `teacher_view` the images are a pair for `distill.Distiller`: (the augmented
-  batch, the same batch before its erasing, stickers and noise).
+  batch, the same batch before its erasing, stickers, noise and JPEG).
   """
   images, labels = load_arrays(data_dir, split)
   return batches_from_arrays(images, labels, batch_size, augment, seed, start_step,
                              erase_probability, noise_probability, sticker_probability,
-                             teacher_view)
+                             jpeg_probability, teacher_view)
 
 
 def fine_tune_datasets(data_dir, batch_size, seed=0, steps=0, on_validation=False,
                        erase_probability=0.0, noise_probability=0.0,
-                       sticker_probability=0.0, teacher_view=False):
+                       sticker_probability=0.0, jpeg_probability=0.0, teacher_view=False):
   """(training batches, validation batches or None, steps per epoch) of a fine-tune.
 
   It trains on the train split and validates on the validation split when the
@@ -148,13 +148,13 @@ def fine_tune_datasets(data_dir, batch_size, seed=0, steps=0, on_validation=Fals
                            erase_probability=erase_probability,
                            noise_probability=noise_probability,
                            sticker_probability=sticker_probability,
-                           teacher_view=teacher_view)
+                           jpeg_probability=jpeg_probability, teacher_view=teacher_view)
   return train_ds, val_ds, steps
 
 
 def batches_from_arrays(images, labels, batch_size, augment=True, seed=0, start_step=0,
                         erase_probability=0.0, noise_probability=0.0,
-                        sticker_probability=0.0, teacher_view=False):
+                        sticker_probability=0.0, jpeg_probability=0.0, teacher_view=False):
   """Like `train_dataset`, from in-memory uint8 images and integer labels."""
   num = len(images)
   steps = steps_per_epoch(num, batch_size)
@@ -173,7 +173,7 @@ def batches_from_arrays(images, labels, batch_size, augment=True, seed=0, start_
     if augment:
       batch, clean = augment_lib.augment_views(
           batch, tf.stack([tf.cast(seed, tf.int64) + 1, step]), erase_probability,
-          noise_probability, sticker_probability)
+          noise_probability, sticker_probability, jpeg_probability)
     return ((batch, clean) if teacher_view else batch), tf.gather(labels, index)
 
   return (tf.data.Dataset.range(first_epoch, 2**62)

@@ -73,6 +73,7 @@ class TrainConfig:
   erase_probability: float = 0.0  # Share of images given a random erasing (with augment).
   noise_probability: float = 0.0  # Share of images given sensor noise (with augment).
   sticker_probability: float = 0.0  # Share of images given stickers (with augment).
+  jpeg_probability: float = 0.0  # Share of images JPEG-compressed (with augment).
   seed: int = 0
   early_stopping_patience: int = 0
   checkpoint_every_steps: int = 200
@@ -103,7 +104,8 @@ class TrainConfig:
       raise errors.ConfigError(f"unknown schedule {self.schedule!r}; choose one of {SCHEDULES}")
     if not 0.0 <= self.label_smoothing < 1.0:
       raise errors.ConfigError(f"label_smoothing must be in [0, 1): {self.label_smoothing}")
-    for name in ("erase_probability", "noise_probability", "sticker_probability"):
+    for name in ("erase_probability", "noise_probability", "sticker_probability",
+                 "jpeg_probability"):
       if not 0.0 <= getattr(self, name) <= 1.0:
         raise errors.ConfigError(f"{name} must be in [0, 1]: {getattr(self, name)}")
     if self.learning_rate <= 0:
@@ -226,7 +228,8 @@ def _train_locked(config, resume, overwrite, verbose):
     epoch, in_epoch = divmod(state["step"], steps)
     train_ds = input_pipeline.batches_from_arrays(
         images, labels, config.batch_size, config.augment, config.seed, state["step"],
-        config.erase_probability, config.noise_probability, config.sticker_probability)
+        config.erase_probability, config.noise_probability, config.sticker_probability,
+        config.jpeg_probability)
     trained.fit(train_ds, validation_data=val_ds, initial_epoch=epoch,
                 epochs=epoch + 1 if in_epoch else config.epochs,
                 steps_per_epoch=steps - in_epoch, callbacks=callbacks, verbose=verbose)
@@ -246,7 +249,7 @@ def _average(config, paths, images, labels, val_ds, steps, verbose):
   train_ds = input_pipeline.batches_from_arrays(
       images, labels, config.batch_size, config.augment, config.seed,
       config.epochs * steps, config.erase_probability, config.noise_probability,
-      config.sticker_probability)
+      config.sticker_probability, config.jpeg_probability)
   distillation = {}
   if config.teacher:
     distillation = {"teacher": ensemble.load_teacher(config.teacher),
