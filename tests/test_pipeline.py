@@ -398,19 +398,21 @@ def test_clean_teacher_baselines_train_on_their_own_schedule_without_robust_shar
     finished, tmp_path, monkeypatch):
   from tf_gtsrb.training import compile as compile_lib  # pylint: disable=g-import-not-at-top
   work_dir = _copy(finished, tmp_path)
-  robust = dict(noise_probability=0.5, sticker_probability=0.5)
+  robust = dict(noise_probability=0.5, sticker_probability=0.5, jpeg_probability=0.5)
   _, lines = _teacher_given_to(
       compile_lib, "fine_tune",
       _config(work_dir, distill_pruning=True, teacher_baselines=2, teacher_baseline_epochs=2,
               clean_teacher_baselines=True, **robust), monkeypatch)
   assert any("again from scratch" in line for line in lines)  # The baseline: other shares.
   baseline = io_utils.read_json(os.path.join(work_dir, "train", "config.json"))
-  assert (baseline["epochs"], baseline["noise_probability"]) == (SETTINGS["epochs"], 0.5)
+  assert (baseline["epochs"], baseline["noise_probability"], baseline["jpeg_probability"]) == (
+      SETTINGS["epochs"], 0.5, 0.5)
   for seed in (1, 2):
     config = io_utils.read_json(os.path.join(work_dir, "train", f"teacher_seed{seed}",
                                              "config.json"))
     assert config["seed"] == seed and config["epochs"] == 2
-    assert config["noise_probability"] == config["sticker_probability"] == 0.0
+    assert (config["noise_probability"] == config["sticker_probability"]
+            == config["jpeg_probability"] == 0.0)
 
 
 def test_weight_averaging_added_to_a_finished_run_averages_without_retraining(finished,

@@ -212,3 +212,15 @@ def test_training_recipe_parses_with_the_trainers_flags(path):
                         timeout=120, check=False)
   assert done.returncode == 0, done.stderr[-2000:]
   assert done.stdout.split()[-2:] != ["traffic_sign_cnn", "30"]  # The file's, not the defaults.
+
+
+def test_trainers_robust_shares_reach_its_training_config():
+  script = ("from absl import flags; import tf_gtsrb_tools.train as train; "
+            "flags.FLAGS(['gtsrb-train', '--data_dir=d', '--model_dir=m', "
+            "'--noise_probability=0.25', '--jpeg_probability=0.5']); "
+            "c = train._config(); print(c.noise_probability, c.jpeg_probability, "
+            "c.sticker_probability)")
+  done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                        timeout=120, check=False)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.split()[-3:] == ["0.25", "0.5", "0.0"]

@@ -153,11 +153,11 @@ def test_prune_and_qat_tools_end_to_end(tiny_data_dir, tmp_path):
   qat_dir = tmp_path / "qat"
   _run_tool("qat", f"--model={sparse_dir / 'pruned_sparse.keras'}", f"--output_dir={qat_dir}",
             f"--teacher={dense_path}", "--noise_probability=0.5", "--sticker_probability=0.25",
-            *common)
+            "--jpeg_probability=0.75", *common)
   report = json.loads((qat_dir / "qat.json").read_text())
   assert report["teacher"] == [os.path.abspath(dense_path)]
   assert (report["noise_probability"], report["erase_probability"],
-          report["sticker_probability"]) == (0.5, 0.0, 0.25)
+          report["sticker_probability"], report["jpeg_probability"]) == (0.5, 0.0, 0.25, 0.75)
   assert report["preserve_sparsity"] is True  # automatic: the input is 50% sparse
   assert report["sparsity"]["sparsity"] == pytest.approx(report["input_sparsity"])
   assert 0.0 <= report["validation_accuracy"] <= 1.0 and 0.0 <= report["test_accuracy"] <= 1.0
