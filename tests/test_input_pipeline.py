@@ -214,10 +214,7 @@ def test_stickers_are_one_to_three_solid_patches_of_random_colour():
   colours = [np.unique(image[mask], axis=0) for image, mask in zip(out, covered)]
   assert all(1 <= len(c) <= augment.MAX_STICKERS for c in colours)
   assert {len(c) for c in colours} == {1, 2, 3}
-  half = augment._maybe_stickers(images, seeds, probability=0.5).numpy()
-  untouched = np.all(half == images.numpy(), axis=(1, 2, 3))
-  assert 16 < untouched.sum() < 48
-  assert np.array_equal(augment._maybe_stickers(images, seeds, 0.0).numpy(), images.numpy())
+  _assert_applies_to_its_share(augment._maybe_stickers, images, seeds)
 
 
 def test_stickers_leave_the_other_augmentations_unchanged_and_are_deterministic():
@@ -261,10 +258,7 @@ def test_sensor_noise_has_a_per_image_strength_within_its_range():
   low, high = augment.NOISE_SIGMA
   assert np.all(sigmas > 0.9 * low) and np.all(sigmas < 1.1 * high)
   assert sigmas.std() > 0.01  # The strength varies from image to image.
-  half = augment._maybe_noise(images, seeds, probability=0.5).numpy()
-  untouched = np.all(half == 0.5, axis=(1, 2, 3))
-  assert 16 < untouched.sum() < 48
-  assert np.array_equal(augment._maybe_noise(images, seeds, 0.0).numpy(), images.numpy())
+  _assert_applies_to_its_share(augment._maybe_noise, images, seeds)
 
 
 def test_noise_leaves_the_other_augmentations_unchanged_and_is_deterministic():
@@ -289,10 +283,15 @@ def test_jpeg_compresses_a_share_of_the_images_at_qualities_within_its_range():
         result, tf.image.adjust_jpeg_quality(image, int(quality)).numpy())
   assert np.all(np.abs(compressed - images.numpy()).mean(axis=(1, 2, 3)) > 0.01)
   assert 0.0 <= compressed.min() and compressed.max() <= 1.0
-  half = augment._maybe_jpeg(images, seeds, probability=0.5).numpy()
+  _assert_applies_to_its_share(augment._maybe_jpeg, images, seeds)
+
+
+def _assert_applies_to_its_share(maybe_augment, images, seeds):
+  """`maybe_augment` at probability 0.5 leaves about half of 64 images alone, at 0 all."""
+  half = maybe_augment(images, seeds, probability=0.5).numpy()
   untouched = np.all(half == images.numpy(), axis=(1, 2, 3))
   assert 16 < untouched.sum() < 48
-  assert np.array_equal(augment._maybe_jpeg(images, seeds, 0.0).numpy(), images.numpy())
+  assert np.array_equal(maybe_augment(images, seeds, 0.0).numpy(), images.numpy())
 
 
 def test_jpeg_comes_last_leaves_the_teacher_view_clean_and_is_deterministic():
