@@ -168,13 +168,16 @@ def _maybe_noise(images, seeds, probability):
 
 
 def _maybe_jpeg(images, seeds, probability):
-  """JPEG-compresses, with `probability`, each image at a random JPEG_QUALITY."""
+  """JPEG-compresses, with `probability`, each image at a random JPEG_QUALITY (encoding
+  only the images chosen)."""
   batch = tf.shape(images)[0]
   quality = tf.cast(tf.round(_uniform(seeds[0], batch, *JPEG_QUALITY)), tf.int32)
+  chosen = tf.where(_uniform(seeds[1], batch, 0.0, 1.0) < probability)
+  picked = tf.gather_nd(images, chosen)
   compressed = tf.map_fn(lambda pair: tf.image.adjust_jpeg_quality(pair[0], pair[1]),
-                         (images, quality), fn_output_signature=images.dtype)
-  use = _uniform(seeds[1], batch, 0.0, 1.0) < probability
-  return tf.where(tf.reshape(use, [-1, 1, 1, 1]), compressed, images)
+                         (picked, tf.gather_nd(quality, chosen)),
+                         fn_output_signature=images.dtype)
+  return tf.tensor_scatter_nd_update(images, chosen, tf.reshape(compressed, tf.shape(picked)))
 
 
 def _maybe_erase(images, seeds, probability):
