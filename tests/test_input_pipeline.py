@@ -275,9 +275,7 @@ def test_jpeg_compresses_a_share_of_the_images_at_qualities_within_its_range():
   images = tf.random.stateless_uniform((64, 32, 32, 3), seed=[3, 4])
   seeds = tf.random.experimental.stateless_split(tf.constant([9, 10], tf.int64), num=2)
   compressed = augment._maybe_jpeg(images, seeds, probability=1.0).numpy()
-  qualities = np.round(tf.random.stateless_uniform([64], seed=seeds[0],
-                                                   minval=augment.JPEG_QUALITY[0],
-                                                   maxval=augment.JPEG_QUALITY[1]).numpy())
+  qualities = _jpeg_qualities(seeds[0], 64)
   for image, result, quality in zip(images[:4], compressed[:4], qualities[:4]):
     np.testing.assert_array_equal(
         result, tf.image.adjust_jpeg_quality(image, int(quality)).numpy())
@@ -305,18 +303,18 @@ def test_jpeg_comes_last_leaves_the_teacher_view_clean_and_is_deterministic():
   np.testing.assert_array_equal(
       robust.numpy(), augment.augment_batch(images, seed, noise_probability=1.0,
                                             jpeg_probability=1.0).numpy())
-  np.testing.assert_array_equal(robust.numpy()[0],
-                                tf.image.adjust_jpeg_quality(
-                                    noisy[0], int(_first_jpeg_quality(seed))).numpy())
-
-
-def _first_jpeg_quality(seed):
-  """The JPEG quality `augment_views` draws for the first image of a batch."""
-  seeds = tf.random.experimental.stateless_split(
+  jpeg_seeds = tf.random.experimental.stateless_split(
       tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), 4), num=2)
-  return np.round(tf.random.stateless_uniform([8], seed=seeds[0],
+  quality = _jpeg_qualities(jpeg_seeds[0], 8)[0]
+  np.testing.assert_array_equal(robust.numpy()[0],
+                                tf.image.adjust_jpeg_quality(noisy[0], int(quality)).numpy())
+
+
+def _jpeg_qualities(seed, count):
+  """The JPEG qualities `_maybe_jpeg` draws for `count` images from its first seed."""
+  return np.round(tf.random.stateless_uniform([count], seed=seed,
                                               minval=augment.JPEG_QUALITY[0],
-                                              maxval=augment.JPEG_QUALITY[1]).numpy()[0])
+                                              maxval=augment.JPEG_QUALITY[1]).numpy())
 
 
 # --------------------------------------------------------------------------
