@@ -235,6 +235,10 @@ class PipelineConfig:
       "results/teachers/*.tflite) averaged with the baseline into the pruned model's teacher; "
       "none by default.", paths="absolute")
   prune_epochs: int = _setting(10, "prune", "Fine-tuning epochs after pruning.")
+  prune_stages: int = _setting(
+      1, "prune", "Remove the channels in this many equal stages, each chosen on the model "
+      "the previous stage fine-tuned and followed by prune_epochs / prune_stages epochs of "
+      "the fine-tune (its learning rate schedule restarting); 1: all at once.")
   prune_learning_rate: float = _setting(5e-4, "prune",
                                         "Fine-tuning learning rate after pruning.")
   prune_swa_epochs: int = _setting(
@@ -326,8 +330,8 @@ class PipelineConfig:
     if self.source not in sources.SOURCES:
       raise errors.ConfigError(
           f"unknown source {self.source!r}; choose one of {', '.join(sources.SOURCES)}")
-    for name in ("image_size", "epochs", "batch_size", "prune_epochs", "sparsify_epochs",
-                 "qat_epochs",
+    for name in ("image_size", "epochs", "batch_size", "prune_epochs", "prune_stages",
+                 "sparsify_epochs", "qat_epochs",
                  "num_calibration_images", "threads", "latency_rounds"):
       if getattr(self, name) < 1:
         raise errors.ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -363,6 +367,9 @@ class PipelineConfig:
       from tf_gtsrb.benchmark import vela  # pylint: disable=g-import-not-at-top
       vela.check_accelerators(self.npu.split(","))
       vela.check_available()
+    if self.prune_epochs % self.prune_stages:
+      raise errors.ConfigError(f"prune_epochs ({self.prune_epochs}) must split into "
+                               f"prune_stages ({self.prune_stages}) equal stages")
     if self.prune_criterion not in PRUNE_CRITERIA:
       raise errors.ConfigError(f"unknown prune_criterion {self.prune_criterion!r}; choose one "
                                f"of {', '.join(PRUNE_CRITERIA)}")
@@ -668,8 +675,9 @@ class Pipeline:
     train_ds, val_ds, steps = self._datasets(results, c.distill_pruning)
     pruned, record = channel_pruning.prune_and_fine_tune(
         model, percentages, train_ds, val_ds, c.prune_epochs,
-        compile_lib.cosine_decay(c.prune_learning_rate, c.prune_epochs * steps), steps,
-        criterion=c.prune_criterion, dropout=c.prune_dropout, swa_epochs=c.prune_swa_epochs,
+        compile_lib.cosine_decay(c.prune_learning_rate, c.prune_epochs // c.prune_stages * steps),
+        steps, criterion=c.prune_criterion, dropout=c.prune_dropout, stages=c.prune_stages,
+        swa_epochs=c.prune_swa_epochs,
         swa_learning_rate=c.prune_swa_learning_rate,
         log_dir=os.path.join(self.dirs["prune"], "logs"), label_smoothing=c.label_smoothing,
         **self._distillation(results, model, c.distill_pruning))

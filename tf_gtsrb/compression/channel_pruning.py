@@ -10,6 +10,8 @@ the kept slices of the source weights:
 
 Which filters survive is decided per layer by `criterion`: 'l1' keeps the
 filters with the largest L1 norm, 'bn_gamma' those with the largest |gamma|.
+The prune step may remove them at once or in equal stages with fine-tuning between
+(`prune_and_fine_tune(stages=...)`).
 """
 
 import math
@@ -180,14 +182,26 @@ def select_channels(model, percentages, criterion="l1"):
       raise errors.ConfigError(
           f"prune percentage for {name}: {percents[name]}% of {n} channels leaves none; "
           "use a smaller percentage")
+  return _strongest(model, {name: num_kept(model.get_layer(name).filters, percents[name])
+                            for name in CONV_LAYERS}, criterion)
+
+
+def _strongest(model, counts, criterion):
+  """{conv layer: sorted indices of its `counts[layer]` highest-scoring filters}."""
   scores = channel_scores(model, criterion)
-  kept = {}
-  for name in CONV_LAYERS:
-    score = scores[name]
-    keep = num_kept(len(score), percents[name])
-    order = np.argsort(-score, kind="stable")
-    kept[name] = sorted(int(i) for i in order[:keep])
-  return kept
+  return {name: sorted(int(i) for i in np.argsort(-scores[name], kind="stable")[:counts[name]])
+          for name in CONV_LAYERS}
+
+
+def stage_counts(channels, kept_counts, stages):
+  """Channels of each conv layer after each of `stages` equal pruning stages: stage s has
+  removed s/stages of the layer's pruned channels (rounded half up), the last all of them.
+
+  `channels` and `kept_counts` are {conv layer: count} before and after the whole pruning.
+  """
+  return [{name: channels[name] - int(math.floor(
+      (channels[name] - kept_counts[name]) * stage / stages + 0.5)) for name in CONV_LAYERS}
+          for stage in range(1, stages + 1)]
 
 
 def check_kept(model, kept):
@@ -310,38 +324,60 @@ def describe_pruning(model, pruned, kept, percentages, criterion):
 
 
 def prune_and_fine_tune(model, percentages, train_ds, val_ds, epochs, learning_rate,
-                        steps_per_epoch, criterion="l1", dropout=None, swa_epochs=0,
+                        steps_per_epoch, criterion="l1", dropout=None, stages=1, swa_epochs=0,
                         swa_learning_rate=swa.DEFAULT_LEARNING_RATE, before_ds=None,
                         log_dir=None, verbose=2, **fine_tune_kwargs):
   """The prune step: keeps each layer's strongest channels (`select_channels`), builds the
   thinner model (`prune_kept`, with `dropout`), fine-tunes it for `epochs` (none at 0) and
   weight-averages it over `swa_epochs` more.
 
-  `learning_rate` is a rate or a schedule; `fine_tune_kwargs` (label_smoothing,
-  teacher, distill_*) go to every fine-tuning epoch. With `log_dir`, TensorBoard logs go
-  to its `fit` and `swa` subdirectories. Returns (pruned model, record): `describe_pruning`'s
-  record plus "val_accuracy" (after the last epoch, or of the average; None without
-  `val_ds` or epochs), "swa" (`swa.average_weights`' record) when averaged, and given
-  `before_ds` (batches), "accuracy_before_fine_tune" on it. The pruned
-  model's `history` is the fine-tune's (None at 0 epochs).
+  With `stages` > 1 the channels go gradually, as gradual pruning removes weights (Zhu &
+  Gupta 2017): each stage removes an equal share of them (`stage_counts`), chosen by
+  `criterion` on the model the previous stage fine-tuned, then fine-tunes for
+  epochs / stages epochs (`epochs` must divide evenly).
+
+  `learning_rate` is a rate or a schedule (it restarts with each stage); `fine_tune_kwargs`
+  (label_smoothing, teacher, distill_*) go to every fine-tuning epoch. With `log_dir`,
+  TensorBoard logs go to its `fit` (`fit1`, `fit2`... by stage) and `swa` subdirectories.
+  Returns (pruned model, record): `describe_pruning`'s record (kept channels as indices of
+  `model`'s) plus "stages", "val_accuracy" (after the last epoch, or of the average; None
+  without `val_ds` or epochs), "swa" (`swa.average_weights`' record) when averaged, and
+  given `before_ds` (batches), "accuracy_before_fine_tune" on it (after the first stage's
+  cut). The pruned model's `history` is the fine-tune's, all stages in order (None at 0
+  epochs).
   """
-  kept = select_channels(model, percentages, criterion)
-  pruned = prune_kept(model, kept, dropout=dropout)
-  record = describe_pruning(model, pruned, kept, percentages, criterion)
-  record["val_accuracy"] = None
-  if before_ds is not None:
-    compile_lib.compile_model(pruned)
-    record["accuracy_before_fine_tune"] = float(pruned.evaluate(before_ds, verbose=0)[1])
-  pruned.history = None
-  if not epochs:
-    return pruned, record
+  if stages < 1 or epochs % stages:
+    raise errors.ConfigError(f"{epochs} fine-tuning epochs do not split into {stages} equal "
+                             "pruning stages")
+  final = select_channels(model, percentages, criterion)
+  channels = {name: model.get_layer(name).filters for name in CONV_LAYERS}
+  kept = {name: list(range(count)) for name, count in channels.items()}
+  pruned, histories, record_extra = model, [], {"stages": stages}
 
   def logs(phase):
     return compile_lib.training_logs(os.path.join(log_dir, phase)) if log_dir else ()
 
-  history = compile_lib.fine_tune(pruned, train_ds, val_ds, epochs, learning_rate=learning_rate,
-                                  steps_per_epoch=steps_per_epoch, callbacks=logs("fit"),
-                                  verbose=verbose, **fine_tune_kwargs)
+  for stage, counts in enumerate(
+      stage_counts(channels, {name: len(indices) for name, indices in final.items()}, stages), 1):
+    stage_kept = _strongest(pruned, counts, criterion)
+    pruned = prune_kept(pruned, stage_kept, dropout=dropout)
+    kept = {name: [kept[name][i] for i in stage_kept[name]] for name in CONV_LAYERS}
+    if stage == 1 and before_ds is not None:
+      compile_lib.compile_model(pruned)
+      record_extra["accuracy_before_fine_tune"] = float(pruned.evaluate(before_ds, verbose=0)[1])
+    if epochs:
+      histories.append(compile_lib.fine_tune(
+          pruned, train_ds, val_ds, epochs // stages, learning_rate=learning_rate,
+          steps_per_epoch=steps_per_epoch,
+          callbacks=logs("fit" if stages == 1 else f"fit{stage}"), verbose=verbose,
+          **fine_tune_kwargs))
+  record = describe_pruning(model, pruned, kept, percentages, criterion)
+  record.update(record_extra)
+  record["val_accuracy"] = None
+  pruned.history = None
+  if not epochs:
+    return pruned, record
+  history = _joined(histories)
   record["val_accuracy"] = compile_lib.last_val_accuracy(history)
   if swa_epochs:
     record["swa"] = swa.average_weights(pruned, train_ds, val_ds, swa_epochs, steps_per_epoch,
@@ -350,3 +386,12 @@ def prune_and_fine_tune(model, percentages, train_ds, val_ds, epochs, learning_r
     record["val_accuracy"] = record["swa"]["average_val_accuracy"]
   pruned.history = history
   return pruned, record
+
+
+def _joined(histories):
+  """The last Keras History, holding every history's per-epoch logs in order."""
+  last = histories[-1]
+  last.history = {key: [value for h in histories for value in h.history[key]]
+                  for key in last.history}
+  last.epoch = list(range(sum(len(h.epoch) for h in histories)))
+  return last
