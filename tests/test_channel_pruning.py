@@ -245,6 +245,38 @@ def test_prune_step_without_epochs_prunes_and_scores_before(batches16):
   assert pruned.history is None and "swa" not in record
 
 
+def test_stage_counts_remove_equal_shares_and_end_at_the_kept_channels():
+  layers = channel_pruning.CONV_LAYERS
+  before = dict(zip(layers, (32, 64, 128, 256)))
+  after = dict(zip(layers, (24, 48, 64, 80)))
+  counts = channel_pruning.stage_counts(before, after, 3)
+  assert [[stage[n] for n in layers] for stage in counts] == [
+      [29, 59, 107, 197], [27, 53, 85, 139], [24, 48, 64, 80]]
+  assert channel_pruning.stage_counts(before, after, 1) == [after]
+
+
+def test_staged_pruning_cuts_on_the_pruned_model_and_records_the_source_channels():
+  model = _random_model()
+  pruned, record = channel_pruning.prune_and_fine_tune(model, 50, None, None, 0, 1e-3, None,
+                                                       stages=2)
+  assert traffic_sign_cnn.channels_of(pruned) == (2, 4, 4, 8) and record["stages"] == 2
+  kept = record["kept_channels"]
+  expected = model.get_layer("conv1").get_weights()[0][..., kept["conv1"]]
+  np.testing.assert_array_equal(pruned.get_layer("conv1").get_weights()[0], expected)
+  expected = model.get_layer("conv4").get_weights()[0][:, :, kept["conv3"]][..., kept["conv4"]]
+  np.testing.assert_array_equal(pruned.get_layer("conv4").get_weights()[0], expected)
+  # The second cut scores conv4 on the first's conv3 inputs only: another choice than one cut.
+  once = channel_pruning.select_channels(model, 50)
+  assert kept["conv4"] != once["conv4"]
+
+
+@pytest.mark.parametrize("epochs, stages", [(3, 2), (2, 0)])
+def test_stages_must_split_the_fine_tune_evenly(epochs, stages):
+  with pytest.raises(errors.ConfigError, match="equal pruning stages"):
+    channel_pruning.prune_and_fine_tune(_random_model(), 50, None, None, epochs, 1e-3, None,
+                                        stages=stages)
+
+
 @pytest.mark.slow
 def test_prune_step_fine_tunes_averages_and_logs(batches16, tmp_path):
   pruned, record = channel_pruning.prune_and_fine_tune(
@@ -274,9 +306,9 @@ def test_prune_tool_end_to_end(tmp_path, tiny_data_dir):
   out = tmp_path / "pruned"
   done = tool_runner.run_tool(
       "prune_channels", f"--model={model_path}", f"--data_dir={tiny_data_dir}",
-      f"--output_dir={out}", f"--analysis={analysis_path}", "--criterion=bn_gamma", "--epochs=1",
-      "--steps_per_epoch=2", "--batch_size=16", "--verbose=0", f"--teacher={model_path}",
-      "--swa_epochs=2")
+      f"--output_dir={out}", f"--analysis={analysis_path}", "--criterion=bn_gamma", "--epochs=2",
+      "--stages=2", "--steps_per_epoch=2", "--batch_size=16", "--verbose=0",
+      f"--teacher={model_path}", "--swa_epochs=2")
   assert done.returncode == 0, done.stderr[-3000:]
   assert "| conv2 | 8 | 4 | 50.0 |" in done.stdout
   assert {"pruned.keras", "prune_config.json", "evaluation.json", "evaluation.md"} <= set(
@@ -287,7 +319,7 @@ def test_prune_tool_end_to_end(tmp_path, tiny_data_dir):
     config = json.load(f)
   assert config["channels_after"] == [3, 4, 8, 12]
   assert [len(config["kept_channels"][n]) for n in channel_pruning.CONV_LAYERS] == [3, 4, 8, 12]
-  assert config["criterion"] == "bn_gamma"
+  assert config["criterion"] == "bn_gamma" and config["stages"] == 2
   assert config["params_after"] < config["params_before"]
   assert config["fine_tune"]["teacher"] == [os.path.abspath(model_path)]
   assert len(config["swa"]["val_accuracy"]) == 2
@@ -329,6 +361,8 @@ def test_prune_tool_final_fit_measures_validation_only_before_the_fine_tune(tmp_
     (["--percent=10", "--swa_epochs=-1"], "--swa_epochs must be >= 0"),
     (["--percent=10", "--swa_learning_rate=0"], "--swa_learning_rate must be > 0"),
     (["--percent=10", "--epochs=0", "--swa_epochs=2"], "set --epochs >= 1"),
+    (["--percent=10", "--stages=0"], "--stages must be >= 1"),
+    (["--percent=10", "--epochs=5", "--stages=2"], "--epochs=5 does not split into --stages=2"),
 ])
 def test_prune_tool_rejects_bad_flags(tmp_path, args, message):
   tool_runner.assert_rejects_flags("prune_channels", tmp_path, args, message)

@@ -433,7 +433,7 @@ def test_weight_averaging_added_to_a_finished_run_averages_without_retraining(fi
     assert "after weight averaging" in f.read()
 
 
-def test_pruned_model_weight_averaging_saves_the_average_taught_like_the_fine_tune(
+def test_staged_pruning_then_weight_averaging_saves_the_average_taught_like_the_fine_tune(
     finished, tmp_path, monkeypatch):
   from tf_gtsrb.training import swa  # pylint: disable=g-import-not-at-top
   work_dir = _copy(finished, tmp_path)
@@ -445,13 +445,15 @@ def test_pruned_model_weight_averaging_saves_the_average_taught_like_the_fine_tu
     return average_weights(model, *args, **kwargs)
   monkeypatch.setattr(swa, "average_weights", recording)
   results, lines = _run(_config(work_dir, distill_pruning=True, distill_mixup=0.4,
-                                prune_swa_epochs=1))
+                                prune_epochs=2, prune_stages=2, prune_swa_epochs=1))
   assert _status(lines) == {**{step: "skipped" for step in _through("analyze")},
                             **{step: "ran" for step in STEPS[3:]}}
   (model, kwargs), = averaged
   assert kwargs["teacher"] is not None and kwargs["distill_mixup"] == 0.4
   record = io_utils.read_json(os.path.join(work_dir, "prune", "prune.json"))
-  assert record["swa"]["epochs"] == 1
+  assert record["swa"]["epochs"] == 1 and record["stages"] == 2
+  assert len(io_utils.read_json(os.path.join(work_dir, "prune", "history.json"))["loss"]) == 2
+  assert sorted(os.listdir(os.path.join(work_dir, "prune", "logs"))) == ["fit1", "fit2", "swa"]
   assert results["prune"].val_accuracy == record["swa"]["average_val_accuracy"]
   saved = model_io.load_model(results["prune"].model)
   for saved_weights, averaged_weights in zip(saved.get_weights(), model.get_weights()):
@@ -842,6 +844,7 @@ def test_unknown_step_is_a_config_error(tmp_path, kwargs):
     {"distill_pruning": True, "pruning_teachers": "no/such/teacher.keras"},
     {"swa_epochs": -1}, {"swa_learning_rate": 0.0},
     {"prune_swa_epochs": -1}, {"prune_swa_learning_rate": 0.0},
+    {"prune_stages": 0}, {"prune_epochs": 3, "prune_stages": 2},
     {"prune_dropout": 1.0}, {"prune_dropout": -0.1},
     {"val_fraction": 0.0, "fine_tune_on_validation": True},
     {"distill_pruning": True, "distill_mixup": -0.5},

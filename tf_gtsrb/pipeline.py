@@ -31,6 +31,9 @@ _DEFAULT_VAL_FRACTION = 0.15
 _AUGMENTATION_SHARES = ("erase_probability", "noise_probability", "sticker_probability",
                         "jpeg_probability")
 _TRAIN_STARTED = ".started.json"  # Fingerprint of the training run in progress in train/.
+# Steps that fine-tune from scratch when they run: their TensorBoard logs start empty, so a
+# rerun's curves are not mixed with the last run's (train's resume and keep theirs).
+_FINE_TUNE_STEPS = ("prune", "sparsify", "qat")
 # The steps whose outputs each step reads (its fingerprint holds theirs).
 UPSTREAM = {"prepare": (), "train": ("prepare",), "analyze": ("prepare", "train"),
             "prune": ("analyze",), "sparsify": ("prune",), "qat": ("sparsify",),
@@ -463,6 +466,8 @@ class Pipeline:
       else:
         if os.path.exists(marker):
           os.remove(marker)  # Outputs about to change: no stale "complete" claim.
+        if step in _FINE_TUNE_STEPS:
+          shutil.rmtree(os.path.join(self.dirs[step], "logs"), ignore_errors=True)
         self.log(f"[{step}] running")
         start = time.time()
         self._running = (fingerprint, step in force)

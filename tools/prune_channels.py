@@ -1,8 +1,8 @@
 """Removes conv channels from a trained TrafficSignCNN, fine-tunes the thinner model, scores it.
 
 Prune either a fixed percentage of every conv layer (--percent) or the
-per-layer percentages recommended by gtsrb-analyze (--analysis); --swa_epochs
-weight-averages the fine-tuned model (tf_gtsrb.training.swa). Writes
+per-layer percentages recommended by gtsrb-analyze (--analysis), at once or in
+--stages equal stages with fine-tuning between; --swa_epochs weight-averages the fine-tuned model (tf_gtsrb.training.swa). Writes
 pruned.keras, prune_config.json (kept channel indices) and the validation
 evaluation (evaluation.json/.md, confusion_matrix.png) into --output_dir.
 --fine_tune_on_validation is the final fit: the fine-tune trains on the
@@ -32,6 +32,9 @@ flags.DEFINE_string("analysis", None, "analysis.json from gtsrb-analyze: prune e
                     "recommended percentage (instead of --percent).")
 flags.DEFINE_enum("criterion", "l1", ["l1", "bn_gamma"],
                   "Which filters to keep: largest filter L1 norm or largest |BN gamma|.")
+flags.DEFINE_integer("stages", 1, "Remove the channels in this many equal stages, each chosen "
+                     "on the model the previous stage fine-tuned and followed by --epochs / "
+                     "--stages epochs; 1: all at once.")
 common.define_fine_tuning_flags(epochs=5, learning_rate=1e-4)
 common.define_distillation_flags()
 common.define_final_fit_flag()
@@ -49,6 +52,10 @@ def _check_flags():
   common.percent("percent")
   common.fine_tune_flags(min_epochs=0)
   common.distillation_flags()
+  common.at_least("stages", 1)
+  if FLAGS.epochs % FLAGS.stages:
+    raise errors.ConfigError(f"--epochs={FLAGS.epochs} does not split into --stages="
+                             f"{FLAGS.stages} equal stages")
   common.at_least("swa_epochs", 0)
   common.positive("swa_learning_rate")
   if FLAGS.swa_epochs and not FLAGS.epochs:
@@ -79,7 +86,7 @@ def main():
   train_ds, val_ds, steps = common.fine_tune_datasets(FLAGS.fine_tune_on_validation)
   pruned, config = channel_pruning.prune_and_fine_tune(
       model, percentages, train_ds, val_ds, FLAGS.epochs, FLAGS.learning_rate, steps,
-      criterion=FLAGS.criterion, swa_epochs=FLAGS.swa_epochs,
+      criterion=FLAGS.criterion, stages=FLAGS.stages, swa_epochs=FLAGS.swa_epochs,
       swa_learning_rate=FLAGS.swa_learning_rate, verbose=FLAGS.verbose,
       before_ds=input_pipeline.eval_dataset(data_dir, "validation", batch_size),
       **common.distillation_kwargs())
