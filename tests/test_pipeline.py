@@ -459,8 +459,10 @@ def test_staged_pruning_then_weight_averaging_saves_the_average_taught_like_the_
   for saved_weights, averaged_weights in zip(saved.get_weights(), model.get_weights()):
     np.testing.assert_array_equal(saved_weights, averaged_weights)
   with open(results["report"].report_md) as f:
-    assert (f"validation accuracy {100 * record['swa']['average_val_accuracy']:.2f}% after "
-            "weight averaging") in f.read()
+    report = f.read()
+  assert (f"validation accuracy {100 * record['swa']['average_val_accuracy']:.2f}% after "
+          "weight averaging") in report
+  assert "(l1, in 2 stages)" in report
 
 
 def test_final_fit_without_validation_split_runs_every_step(tmp_path):

@@ -87,7 +87,7 @@ def write_pipeline_report(results, config, output_dir, seconds=None):
       + (f", {_percent(results['train'].average_val_accuracy)} after weight averaging"
          if config.swa_epochs else "") + ". "
       f"Pruned channels {prune['channels_before']} -> {prune['channels_after']} "
-      f"({prune['criterion']}), params {prune['params_before']:,} -> "
+      f"({prune['criterion']}{_in_stages(prune)}), params {prune['params_before']:,} -> "
       f"{prune['params_after']:,}, MACs {prune['macs_before']:,} -> {prune['macs_after']:,}; "
       f"validation accuracy {_percent(results['prune'].val_accuracy, why_missing)}"
       + (" after weight averaging" if "swa" in prune else "") + ".  ",
@@ -190,6 +190,11 @@ def _read_text(path):
 
 _NO_VALIDATION_SPLIT = "(no validation split: final fit on every track)"
 _TRAINED_ON_VALIDATION = "(fine-tuned on the validation tracks too: final fit)"
+
+
+def _in_stages(prune):
+  """', in N stages' for a gradual pruning (records before stages existed cut at once)."""
+  return f", in {prune['stages']} stages" if prune.get("stages", 1) > 1 else ""
 
 
 def _percent(accuracy, why_missing=_NO_VALIDATION_SPLIT):
