@@ -98,6 +98,7 @@ FLAG_RANGES = {
     "percentages": _PERCENT,
     "seed": _NON_NEGATIVE,
     "split_seed": _NON_NEGATIVE,
+    "stages": _COUNT,
     "steps": _COUNT,
     "steps_per_epoch": _NON_NEGATIVE,
     "swa_epochs": _NON_NEGATIVE,

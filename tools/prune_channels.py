@@ -52,7 +52,6 @@ def _check_flags():
   common.percent("percent")
   common.fine_tune_flags(min_epochs=0)
   common.distillation_flags()
-  common.at_least("stages", 1)
   if FLAGS.epochs % FLAGS.stages:
     raise errors.ConfigError(f"--epochs={FLAGS.epochs} does not split into --stages="
                              f"{FLAGS.stages} equal stages")
