@@ -2,8 +2,9 @@
 
 Prune either a fixed percentage of every conv layer (--percent) or the
 per-layer percentages recommended by gtsrb-analyze (--analysis), at once or in
---stages equal stages with fine-tuning between; --swa_epochs weight-averages the fine-tuned model (tf_gtsrb.training.swa). Writes
-pruned.keras, prune_config.json (kept channel indices) and the validation
+--stages equal stages with fine-tuning between; --swa_epochs weight-averages
+the fine-tuned model (tf_gtsrb.training.swa). Writes pruned.keras,
+prune_config.json (kept channel indices) and the validation
 evaluation (evaluation.json/.md, confusion_matrix.png) into --output_dir.
 --fine_tune_on_validation is the final fit: the fine-tune trains on the
 validation split too, and only the accuracy before it is measured.
