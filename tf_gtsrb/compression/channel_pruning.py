@@ -174,16 +174,25 @@ def select_channels(model, percentages, criterion="l1"):
   if criterion not in CRITERIA:
     raise errors.ConfigError(
         f"unknown pruning criterion {criterion!r}; choose one of {', '.join(CRITERIA)}")
+  return _strongest(model, kept_counts(model, percentages), criterion)
+
+
+def kept_counts(model, percentages):
+  """{conv layer: channels left after removing `percentages` of `model`'s}.
+
+  Raises ConfigError for bad percentages or one that would leave no channel.
+  """
   percents = parse_percentages(percentages)
   check_traffic_sign_cnn(model)
+  counts = {}
   for name in CONV_LAYERS:
     n = model.get_layer(name).filters
-    if num_kept(n, percents[name]) < 1:
+    counts[name] = num_kept(n, percents[name])
+    if counts[name] < 1:
       raise errors.ConfigError(
           f"prune percentage for {name}: {percents[name]}% of {n} channels leaves none; "
           "use a smaller percentage")
-  return _strongest(model, {name: num_kept(model.get_layer(name).filters, percents[name])
-                            for name in CONV_LAYERS}, criterion)
+  return counts
 
 
 def _strongest(model, counts, criterion):
@@ -349,7 +358,7 @@ def prune_and_fine_tune(model, percentages, train_ds, val_ds, epochs, learning_r
   if stages < 1 or epochs % stages:
     raise errors.ConfigError(f"{epochs} fine-tuning epochs do not split into {stages} equal "
                              "pruning stages")
-  final = select_channels(model, percentages, criterion)
+  final_counts = kept_counts(model, percentages)
   channels = {name: model.get_layer(name).filters for name in CONV_LAYERS}
   kept = {name: list(range(count)) for name, count in channels.items()}
   pruned, histories, record_extra = model, [], {"stages": stages}
@@ -357,8 +366,7 @@ def prune_and_fine_tune(model, percentages, train_ds, val_ds, epochs, learning_r
   def logs(phase):
     return compile_lib.training_logs(os.path.join(log_dir, phase)) if log_dir else ()
 
-  for stage, counts in enumerate(
-      stage_counts(channels, {name: len(indices) for name, indices in final.items()}, stages), 1):
+  for stage, counts in enumerate(stage_counts(channels, final_counts, stages), 1):
     stage_kept = _strongest(pruned, counts, criterion)
     pruned = prune_kept(pruned, stage_kept, dropout=dropout)
     kept = {name: [kept[name][i] for i in stage_kept[name]] for name in CONV_LAYERS}
